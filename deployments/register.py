@@ -1,0 +1,144 @@
+"""Turn the environment descriptions in deployments/environments/*.yaml into Prefect blocks.
+
+    python -m deployments.register            # every environment described in the folder
+    python -m deployments.register local      # just one
+
+Block documents per environment NAME: NAME (Flowmasters Environment), NAME-docker-host (target),
+NAME-docker (DockerHost), NAME-database (Postgres connection, password as a secret).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from prefect_docker import DockerHost, DockerRegistryCredentials
+
+from blocks.database import PostgresConnection
+from blocks.environment import FlowmastersEnvironment
+from blocks.targets import DockerHostTarget
+from targets.errors import ReleaseError
+
+HERE = Path(__file__).resolve().parent / "environments"
+DEFAULTS = {
+    "FM_STACK_DIR": "/var/lib/flowmasters",
+    "FM_REGISTRY_PORT": "5000",
+    "FM_POSTGRES_PORT": "5433",
+    "FM_BASE_IMAGE": "flowmasters/base:bookworm",
+}
+BLOCK_TYPES = (
+    DockerHost,
+    DockerRegistryCredentials,
+    PostgresConnection,
+    DockerHostTarget,
+    FlowmastersEnvironment,
+)
+
+
+def expand(value: Any) -> Any:
+    """Replace ${VAR} in every string; an unset variable without a default is an error."""
+    if isinstance(value, dict):
+        return {k: expand(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand(v) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def lookup(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name in os.environ:
+            return os.environ[name]
+        if name in DEFAULTS:
+            return DEFAULTS[name]
+        raise ReleaseError(f"${{{name}}} is used in an environment description but is not set")
+
+    return re.sub(r"\$\{([A-Z_][A-Z0-9_]*)\}", lookup, value)
+
+
+def load_description(name: str) -> dict[str, Any]:
+    path = HERE / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in HERE.glob("*.yaml")))
+        raise ReleaseError(f"no description of environment '{name}' at {path} (known: {known})")
+    return expand(yaml.safe_load(path.read_text()))
+
+
+def read_secret(spec: dict[str, Any], what: str) -> str:
+    """A secret from `password_file` or the variable named by `password_env`; never from YAML."""
+    if "password_file" in spec:
+        path = Path(spec["password_file"])
+        if not path.is_file():
+            raise ReleaseError(f"{what}: {path} does not exist; `scripts/stack.sh up` creates it")
+        return path.read_text().strip()
+    if "password_env" in spec:
+        value = os.environ.get(spec["password_env"])
+        if not value:
+            raise ReleaseError(f"{what}: set the environment variable {spec['password_env']}")
+        return value
+    raise ReleaseError(f"{what}: give password_file or password_env (never the password itself)")
+
+
+def register_environment(name: str, description: dict[str, Any]) -> FlowmastersEnvironment:
+    """Create or update the blocks of one environment; returns the environment block."""
+    target = description["target"]
+    if target.get("type") != "docker-host":
+        raise ReleaseError(f"environment '{name}': unknown target type {target.get('type')!r}")
+    db = target["database"]
+    database = PostgresConnection(
+        host=db.get("host", "127.0.0.1"),
+        port=int(db["port"]),
+        database=db["database"],
+        username=db["username"],
+        password=read_secret(db, f"environment '{name}' database"),
+    )
+    database.save(f"{name}-database", overwrite=True)
+    # Builds stream output slowly; a long silent RUN step must not hit a 60 s read timeout.
+    docker_host = DockerHost(base_url=target["docker_host"], timeout=900)
+    docker_host.save(f"{name}-docker", overwrite=True)
+    proxy_dir = Path(target["proxy_dir"])
+    host_target = DockerHostTarget(
+        docker_host=docker_host,
+        registry=target["registry"],
+        database=database,
+        proxy_admin_socket=str(proxy_dir / "admin.sock"),
+        proxy_config_dir=str(proxy_dir / "conf.d"),
+        proxy_pidfile=str(proxy_dir.parent / "pids" / "haproxy.pid"),
+        backup_dir=target["backup_dir"],
+        port_base=int(target["port_base"]),
+    )
+    host_target.save(f"{name}-docker-host", overwrite=True)
+    environment = FlowmastersEnvironment(
+        target=host_target,
+        services=description["services"],
+        checks=description.get("checks", {}),
+        build_args=description.get("build_args", {}),
+    )
+    environment.spec(name)  # validates the whole description before it is saved
+    environment.save(name, overwrite=True)
+    return environment
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help="environments (default: all described)")
+    args = parser.parse_args(argv)
+    for block_type in BLOCK_TYPES:
+        block_type.register_type_and_schema()
+    names = args.names or sorted(p.stem for p in HERE.glob("*.yaml"))
+    try:
+        for name in names:
+            register_environment(name, load_description(name))
+            print(f"registered environment '{name}'")
+    except ReleaseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

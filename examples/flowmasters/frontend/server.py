@@ -1,0 +1,93 @@
+"""Flow Masters frontend stand-in for the Next.js app.
+
+GET /             200 HTML: "Flow Masters", frontend version, page titles from the backend
+                  (still 200, saying "content unavailable", when the backend fails)
+GET /api/health   200 {"status":"ok","service":"frontend","version":..} (own liveness only)
+                  500 {"status":"broken",..} once up longer than $FM_BREAK_AFTER_SECONDS
+GET /api/backend  200 {"frontend_version":..,"backend":<backend /api/health JSON>}
+                  502 {"status":"error",..,"error":..} if the backend is unreachable or not 200
+"""
+
+from __future__ import annotations
+
+import os
+
+from stdlite import BreakSwitch, Handler, Response, http_get, json_response, loads, run
+
+SERVICE = "frontend"
+VERSION = os.environ.get("APP_VERSION") or "dev"
+BACKEND_URL = (os.environ.get("BACKEND_URL") or "http://127.0.0.1:3001").rstrip("/")
+BACKEND_TIMEOUT = 2.0
+_HTML_ESCAPES = str.maketrans(
+    {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#x27;"}
+)
+
+
+def escape(text: object) -> str:
+    return str(text).translate(_HTML_ESCAPES)
+
+
+def fetch_json(path: str) -> object:
+    """GET BACKEND_URL+path and decode it; raise RuntimeError naming the URL on any failure."""
+    url = BACKEND_URL + path
+    try:
+        status, body = http_get(url, timeout=BACKEND_TIMEOUT)
+    except (OSError, ValueError) as exc:
+        raise RuntimeError(f"backend {url} unreachable: {exc}") from exc
+    try:
+        payload = loads(body)
+    except ValueError:
+        payload = None
+    if status != 200:
+        raise RuntimeError(f"backend {url} returned HTTP {status}", payload)
+    if payload is None:
+        raise RuntimeError(f"backend {url} returned invalid JSON")
+    return payload
+
+
+def home_page() -> Response:
+    try:
+        pages = fetch_json("/api/pages")
+        titles = [str(page["title"]) for page in pages]  # type: ignore[attr-defined]
+        content = "".join(f"<li>{escape(t)}</li>" for t in titles) or "<li>(no pages yet)</li>"
+        content = f'<ul id="pages">{content}</ul>'
+    except (RuntimeError, TypeError, KeyError) as exc:
+        print(f"home page: {exc.args[0] if exc.args else exc}", flush=True)
+        content = '<p id="pages-error">content unavailable</p>'
+    html = (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>Flow Masters</title>'
+        "</head><body><h1>Flow Masters</h1>"
+        f'<p>Frontend version <span id="version">{escape(VERSION)}</span></p>{content}'
+        "</body></html>\n"
+    )
+    return Response(200, html.encode(), "text/html; charset=utf-8")
+
+
+def make_handler() -> Handler:
+    switch = BreakSwitch()
+
+    def handle(path: str) -> Response:
+        if path == "/":
+            return home_page()
+        if path == "/api/health":
+            broken = switch.response(SERVICE, VERSION)
+            return broken or json_response(
+                200, {"status": "ok", "service": SERVICE, "version": VERSION}
+            )
+        if path == "/api/backend":
+            try:
+                return json_response(
+                    200, {"frontend_version": VERSION, "backend": fetch_json("/api/health")}
+                )
+            except RuntimeError as exc:
+                error = {"status": "error", "frontend_version": VERSION, "error": exc.args[0]}
+                if len(exc.args) > 1:
+                    error["backend"] = exc.args[1]
+                return json_response(502, error)
+        return json_response(404, {"status": "error", "error": f"no route for {path}"})
+
+    return handle
+
+
+if __name__ == "__main__":
+    run(SERVICE, 3000, make_handler())

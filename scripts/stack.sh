@@ -1,0 +1,251 @@
+#!/usr/bin/env bash
+# The local stack: everything the embedded Docker-host target and the tests need, on 127.0.0.1 only.
+#
+#   scripts/stack.sh up      install what is missing, start what is not running (safe to run twice)
+#   scripts/stack.sh status  say what runs, with PIDs and addresses
+#   scripts/stack.sh down    stop what this script started (by the PIDs it recorded), keep the data
+#   scripts/stack.sh env     print the environment variables the other scripts and tests use
+#
+# Components: Docker Engine (no bridge, no iptables; containers use host networking), a distribution
+# registry, PostgreSQL for the app, HAProxy (the load balancer in front of each service, switched
+# through its runtime API), and a Prefect server. State lives in $FM_STACK_DIR (default
+# /var/lib/flowmasters); ports can be overridden with the variables below.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export FM_STACK_DIR=${FM_STACK_DIR:-/var/lib/flowmasters}
+export FM_REGISTRY_PORT=${FM_REGISTRY_PORT:-5000}
+export FM_POSTGRES_PORT=${FM_POSTGRES_PORT:-5433}
+export FM_PREFECT_PORT=${FM_PREFECT_PORT:-4200}
+export FM_BASE_IMAGE=${FM_BASE_IMAGE:-flowmasters/base:bookworm}
+export DOCKER_HOST=${DOCKER_HOST:-unix://$FM_STACK_DIR/docker.sock}
+export PREFECT_HOME=${PREFECT_HOME:-$FM_STACK_DIR/prefect}
+export PREFECT_API_URL=${PREFECT_API_URL:-http://127.0.0.1:$FM_PREFECT_PORT/api}
+export PREFECT_LOCAL_STORAGE_PATH=${PREFECT_LOCAL_STORAGE_PATH:-$FM_STACK_DIR/prefect/storage}
+export PREFECT_SERVER_ANALYTICS_ENABLED=false DO_NOT_TRACK=1
+export PREFECT_RESULTS_PERSIST_BY_DEFAULT=true
+PIDS=$FM_STACK_DIR/pids
+LOGS=$FM_STACK_DIR/logs
+PG_BIN=/usr/lib/postgresql/15/bin
+VENV=$ROOT/.venv
+
+say() { printf '[stack] %s\n' "$*"; }
+die() { printf '[stack] ERROR: %s\n' "$*" >&2; exit 1; }
+
+running() { # running NAME: the PID recorded for NAME is alive
+  local f=$PIDS/$1.pid
+  [[ -s $f ]] && kill -0 "$(cat "$f")" 2>/dev/null
+}
+
+wait_for() { # wait_for WHAT SECONDS COMMAND...: bounded wait with progress
+  local what=$1 limit=$2; shift 2
+  local waited=0
+  until "$@" >/dev/null 2>&1; do
+    ((waited >= limit)) && die "$what did not come up within ${limit}s (see $LOGS)"
+    sleep 1; waited=$((waited + 1))
+    ((waited % 10 == 0)) && say "still waiting for $what (${waited}s)"
+  done
+  return 0
+}
+
+install_packages() {
+  local missing=()
+  command -v dockerd >/dev/null || missing+=(docker.io)
+  command -v docker-registry >/dev/null || missing+=(docker-registry)
+  [[ -x $PG_BIN/postgres ]] || missing+=(postgresql)
+  command -v haproxy >/dev/null || missing+=(haproxy)
+  command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
+  command -v curl >/dev/null || missing+=(curl)
+  if ((${#missing[@]})); then
+    say "installing Debian packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  if [[ ! -x $VENV/bin/prefect ]] || ! cmp -s "$ROOT/uv.lock" "$VENV/.uv.lock"; then
+    command -v uv >/dev/null || python3 -m pip install -q uv
+    say "installing Python dependencies from uv.lock into $VENV"
+    (cd "$ROOT" && uv sync --frozen --python python3 -q)
+    cp "$ROOT/uv.lock" "$VENV/.uv.lock"
+  fi
+}
+
+start_docker() {
+  if running dockerd && docker info >/dev/null 2>&1; then say "docker engine: already running"; return; fi
+  mkdir -p "$FM_STACK_DIR/docker" "$FM_STACK_DIR/docker-exec"
+  nohup dockerd --host "$DOCKER_HOST" --data-root "$FM_STACK_DIR/docker" \
+    --exec-root "$FM_STACK_DIR/docker-exec" --pidfile "$PIDS/dockerd.pid" \
+    --bridge=none --iptables=false --ip6tables=false --ip-masq=false \
+    >"$LOGS/dockerd.log" 2>&1 &
+  wait_for "docker engine" 60 docker info
+  say "docker engine: started (pid $(cat "$PIDS/dockerd.pid"), $DOCKER_HOST)"
+}
+
+build_base_image() {
+  if docker image inspect "$FM_BASE_IMAGE" >/dev/null 2>&1; then say "base image $FM_BASE_IMAGE: present"; return; fi
+  say "base image $FM_BASE_IMAGE: building with mmdebstrap (no image can be pulled here)"
+  local tar=$FM_STACK_DIR/base.tar
+  mmdebstrap --quiet --variant=apt --include=python3-minimal,postgresql-client,ca-certificates \
+    bookworm "$tar" >"$LOGS/mmdebstrap.log" 2>&1 || die "mmdebstrap failed (see $LOGS/mmdebstrap.log)"
+  docker import "$tar" "$FM_BASE_IMAGE" >/dev/null
+  rm -f "$tar"
+  say "base image $FM_BASE_IMAGE: built"
+}
+
+start_registry() {
+  if running registry; then say "registry: already running on 127.0.0.1:$FM_REGISTRY_PORT"; return; fi
+  mkdir -p "$FM_STACK_DIR/registry/data"
+  cat >"$FM_STACK_DIR/registry/config.yml" <<EOF
+version: 0.1
+log: {level: warn}
+storage:
+  filesystem: {rootdirectory: $FM_STACK_DIR/registry/data}
+  delete: {enabled: true}
+http:
+  addr: 127.0.0.1:$FM_REGISTRY_PORT
+EOF
+  nohup docker-registry serve "$FM_STACK_DIR/registry/config.yml" >"$LOGS/registry.log" 2>&1 &
+  echo $! >"$PIDS/registry.pid"
+  wait_for "registry" 30 curl -fsS "http://127.0.0.1:$FM_REGISTRY_PORT/v2/"
+  say "registry: started (pid $(cat "$PIDS/registry.pid"), 127.0.0.1:$FM_REGISTRY_PORT)"
+}
+
+start_postgres() {
+  local data=$FM_STACK_DIR/postgres/data pwfile=$FM_STACK_DIR/postgres/app-password
+  mkdir -p "$FM_STACK_DIR/postgres"
+  chown postgres:postgres "$FM_STACK_DIR/postgres"
+  if [[ ! -s $data/PG_VERSION ]]; then
+    say "postgres: initialising $data"
+    # Superuser only over the unix socket (peer); the app's role logs in over TCP with a password.
+    runuser -u postgres -- "$PG_BIN/initdb" -D "$data" --auth-local=peer --auth-host=scram-sha-256 \
+      -U postgres >"$LOGS/initdb.log" 2>&1 || die "initdb failed (see $LOGS/initdb.log)"
+  fi
+  if runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+    say "postgres: already running on 127.0.0.1:$FM_POSTGRES_PORT"
+  else
+    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$data" -l "$FM_STACK_DIR/postgres/server.log" -w -t 60 \
+      -o "-c listen_addresses=127.0.0.1 -p $FM_POSTGRES_PORT -k $FM_STACK_DIR/postgres -c max_connections=200" start >/dev/null ||
+      die "postgres did not start (see $FM_STACK_DIR/postgres/server.log)"
+    head -1 "$data/postmaster.pid" >"$PIDS/postgres.pid"
+    say "postgres: started (pid $(cat "$PIDS/postgres.pid"), 127.0.0.1:$FM_POSTGRES_PORT)"
+  fi
+  if [[ ! -s $pwfile ]]; then
+    (umask 077; python3 -c 'import secrets; print(secrets.token_urlsafe(24))' >"$pwfile")
+  fi
+  local pw; pw=$(cat "$pwfile")
+  # The app's role may create databases: each environment (and each integration test) gets its own.
+  psql_admin -v pw="$pw" <<'SQL' >/dev/null
+SELECT 'CREATE ROLE flowmasters LOGIN CREATEDB' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'flowmasters')\gexec
+ALTER ROLE flowmasters PASSWORD :'pw';
+SQL
+  if [[ -z $(psql_admin -tAc "SELECT 1 FROM pg_database WHERE datname='flowmasters_local'") ]]; then
+    psql_admin -c "CREATE DATABASE flowmasters_local OWNER flowmasters" >/dev/null
+    say "postgres: created database flowmasters_local"
+  fi
+}
+
+psql_admin() {
+  runuser -u postgres -- psql -X -q -h "$FM_STACK_DIR/postgres" -p "$FM_POSTGRES_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 "$@"
+}
+
+start_haproxy() {
+  local dir=$FM_STACK_DIR/haproxy
+  mkdir -p "$dir/conf.d"
+  cat >"$dir/haproxy.cfg" <<EOF
+# Written by scripts/stack.sh. Environments add conf.d/<environment>.cfg (written by the Docker-host
+# target); traffic is switched through the runtime API on $dir/admin.sock, without reloads.
+global
+    master-worker
+    stats socket $dir/admin.sock mode 600 level admin expose-fd listeners
+    stats timeout 30s
+    log stdout format raw local0 warning
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 30s
+    timeout server 30s
+    timeout http-keep-alive 10s
+    option redispatch
+    retries 2
+    retry-on conn-failure empty-response response-timeout
+    default-server init-addr none
+EOF
+  if running haproxy; then say "haproxy: already running (admin socket $dir/admin.sock)"; return; fi
+  haproxy -c -q -f "$dir/haproxy.cfg" -f "$dir/conf.d" || die "haproxy configuration is invalid"
+  nohup haproxy -W -f "$dir/haproxy.cfg" -f "$dir/conf.d" -p "$PIDS/haproxy.pid" >"$LOGS/haproxy.log" 2>&1 &
+  echo $! >"$PIDS/haproxy.pid"
+  wait_for "haproxy" 30 test -S "$dir/admin.sock"
+  say "haproxy: started (pid $(cat "$PIDS/haproxy.pid"), admin socket $dir/admin.sock)"
+}
+
+start_prefect() {
+  if running prefect && curl -fsS "$PREFECT_API_URL/health" >/dev/null 2>&1; then
+    say "prefect server: already running ($PREFECT_API_URL)"; return
+  fi
+  mkdir -p "$PREFECT_HOME" "$PREFECT_LOCAL_STORAGE_PATH"
+  nohup "$VENV/bin/prefect" server start --host 127.0.0.1 --port "$FM_PREFECT_PORT" >"$LOGS/prefect.log" 2>&1 &
+  echo $! >"$PIDS/prefect.pid"
+  wait_for "prefect server" 120 curl -fsS "$PREFECT_API_URL/health"
+  say "prefect server: started (pid $(cat "$PIDS/prefect.pid"), UI http://127.0.0.1:$FM_PREFECT_PORT)"
+}
+
+stop_one() {
+  local name=$1
+  if running "$name"; then
+    local pid; pid=$(cat "$PIDS/$name.pid")
+    kill "$pid"
+    for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+    kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
+    say "$name: stopped (pid $pid)"
+  fi
+  rm -f "$PIDS/$name.pid"
+}
+
+cmd_up() {
+  [[ $(id -u) == 0 ]] || die "run as root: it installs Debian packages and starts dockerd"
+  mkdir -p "$FM_STACK_DIR" "$PIDS" "$LOGS"
+  install_packages
+  start_docker
+  build_base_image
+  start_registry
+  start_postgres
+  start_haproxy
+  start_prefect
+  say "ready: registry 127.0.0.1:$FM_REGISTRY_PORT, postgres 127.0.0.1:$FM_POSTGRES_PORT, prefect $PREFECT_API_URL"
+}
+
+cmd_down() {
+  if [[ -d $PIDS ]]; then
+    # Containers of the environments keep running only while the engine does.
+    stop_one prefect
+    stop_one haproxy
+    stop_one registry
+    if [[ -s $FM_STACK_DIR/postgres/data/PG_VERSION ]]; then
+      runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$FM_STACK_DIR/postgres/data" -m fast stop >/dev/null 2>&1 &&
+        say "postgres: stopped"
+      rm -f "$PIDS/postgres.pid"
+    fi
+    stop_one dockerd
+  fi
+}
+
+cmd_status() {
+  for name in dockerd registry postgres haproxy prefect; do
+    if running "$name"; then say "$name: running (pid $(cat "$PIDS/$name.pid"))"; else say "$name: not running"; fi
+  done
+}
+
+cmd_env() {
+  for v in FM_STACK_DIR FM_REGISTRY_PORT FM_POSTGRES_PORT FM_PREFECT_PORT FM_BASE_IMAGE DOCKER_HOST \
+    PREFECT_HOME PREFECT_API_URL PREFECT_LOCAL_STORAGE_PATH PREFECT_SERVER_ANALYTICS_ENABLED DO_NOT_TRACK \
+    PREFECT_RESULTS_PERSIST_BY_DEFAULT; do
+    printf 'export %s=%q\n' "$v" "${!v}"
+  done
+}
+
+case ${1:-up} in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  env) cmd_env ;;
+  *) die "unknown command '${1}'; use up, down, status or env" ;;
+esac

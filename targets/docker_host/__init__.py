@@ -1,0 +1,1 @@
+"""The embedded default target: one Docker host with a registry, PostgreSQL and HAProxy."""

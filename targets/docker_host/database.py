@@ -1,0 +1,82 @@
+"""The app database on the Docker host, reached with the PostgreSQL client tools.
+
+The password travels in the child process's environment (PGPASSWORD), never on a command line or
+in a log line.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from blocks.database import PostgresConnection
+from targets.errors import ReleaseError, TransientError
+
+
+def _run(conn: PostgresConnection, argv: list[str], timeout: float) -> subprocess.CompletedProcess:
+    env = {**os.environ, **conn.libpq_env()}
+    try:
+        return subprocess.run(
+            argv, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except FileNotFoundError as exc:
+        raise ReleaseError(
+            f"{argv[0]} is not installed on this host: `apt-get install postgresql-client`"
+        ) from exc
+    except subprocess.TimeoutExpired as exc:
+        raise TransientError(f"{argv[0]} against {conn.describe()} timed out") from exc
+
+
+def check_database(conn: PostgresConnection) -> str:
+    """Connect and return the server version, or explain what is missing."""
+    result = _run(conn, ["psql", "-X", "-A", "-t", "-c", "SHOW server_version"], timeout=15)
+    if result.returncode == 0:
+        return result.stdout.strip()
+    error = result.stderr.strip()
+    if "does not exist" in error and "database" in error:
+        raise ReleaseError(
+            f"database '{conn.database}' does not exist on {conn.host}:{conn.port}: create it "
+            f"(`scripts/stack.sh up` creates flowmasters_local) or fix the environment's block"
+        )
+    if "password authentication failed" in error:
+        raise ReleaseError(
+            f"{conn.describe()} rejected the password of the environment's database block: "
+            "re-run `python -m deployments.register` to store the current one"
+        )
+    raise TransientError(
+        f"database {conn.describe()} is unreachable ({error.splitlines()[-1] if error else 'no detail'}); "
+        "start it with `scripts/stack.sh up`"
+    )
+
+
+def dump(conn: PostgresConnection, path: Path) -> int:
+    """pg_dump in custom format to `path`, then prove it readable; returns its TOC entry count."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    partial = path.with_suffix(".partial")
+    result = _run(conn, ["pg_dump", "-Fc", "--no-owner", "-f", str(partial)], timeout=1800)
+    if result.returncode != 0:
+        partial.unlink(missing_ok=True)
+        raise TransientError(f"pg_dump of {conn.describe()} failed: {result.stderr.strip()}")
+    os.chmod(partial, 0o600)
+    listing = subprocess.run(
+        ["pg_restore", "--list", str(partial)], capture_output=True, text=True, check=False
+    )
+    if listing.returncode != 0:
+        partial.unlink(missing_ok=True)
+        raise TransientError(f"the dump of {conn.describe()} is unreadable: {listing.stderr}")
+    os.replace(partial, path)
+    return sum(1 for line in listing.stdout.splitlines() if line and not line.startswith(";"))
+
+
+def restore(conn: PostgresConnection, path: Path) -> None:
+    """Restore a dump over the database (drops and recreates the objects it contains)."""
+    if not path.exists():
+        raise ReleaseError(f"backup {path} does not exist")
+    result = _run(
+        conn,
+        ["pg_restore", "--clean", "--if-exists", "--no-owner", "-d", conn.database, str(path)],
+        timeout=1800,
+    )
+    if result.returncode != 0:
+        raise ReleaseError(f"restoring {path} into {conn.describe()} failed: {result.stderr}")

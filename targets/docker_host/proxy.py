@@ -1,0 +1,212 @@
+"""HAProxy as the load balancer of the Docker-host target.
+
+Each service has a frontend on its public port and a backend with two servers, `slot0` and `slot1`.
+Exactly one slot is live. Traffic moves through the runtime API (no reload), because a reload
+closes keep-alive connections with requests in flight (measured in ../shared/ENVIRONMENT.md).
+The config file is rewritten with the live slot too, so a later reload keeps the same state.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from targets.errors import ReleaseError, TransientError
+
+SLOTS = (0, 1)
+
+
+@dataclass(frozen=True)
+class ServiceRoute:
+    """Where one service listens publicly and on its two slots."""
+
+    service: str
+    public_port: int
+    slot_ports: tuple[int, int]
+    health_path: str
+
+
+@dataclass(frozen=True)
+class ServerState:
+    status: str  # UP, DOWN, MAINT, DRAIN, ...
+    sessions: int
+
+
+def backend_name(environment: str, service: str) -> str:
+    return f"be_{environment}_{service}"
+
+
+def server_name(slot: int) -> str:
+    return f"slot{slot}"
+
+
+def public_port(url: str) -> int:
+    parts = urlsplit(url)
+    if parts.hostname not in ("127.0.0.1", "localhost") or not parts.port:
+        raise ReleaseError(
+            f"public URL {url!r} must be http://127.0.0.1:PORT on the Docker-host target "
+            "(everything listens on loopback)"
+        )
+    return parts.port
+
+
+def render_config(
+    environment: str, routes: Sequence[ServiceRoute], live: Mapping[str, int | None]
+) -> str:
+    """The environment's HAProxy config; `live` names each service's live slot (None: none yet)."""
+    lines = [f"# Managed by flowmasters for environment '{environment}'; releases rewrite it."]
+    for route in routes:
+        be = backend_name(environment, route.service)
+        lines += [
+            f"frontend fe_{environment}_{route.service}",
+            f"    bind 127.0.0.1:{route.public_port}",
+            f"    default_backend {be}",
+            f"backend {be}",
+            f"    option httpchk GET {route.health_path}",
+            "    http-check expect status 200",
+        ]
+        for slot, port in zip(SLOTS, route.slot_ports, strict=True):
+            disabled = "" if live.get(route.service) == slot else " disabled"
+            lines.append(
+                f"    server {server_name(slot)} 127.0.0.1:{port} check inter 1s fall 2 rise 1{disabled}"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def parse_stat(csv_text: str) -> dict[tuple[str, str], ServerState]:
+    """`show stat` CSV to {(backend, server): state}, servers only."""
+    text = csv_text.lstrip("# ").strip()
+    states = {}
+    for row in csv.DictReader(io.StringIO(text)):
+        if row.get("svname") in ("FRONTEND", "BACKEND") or not row.get("pxname"):
+            continue
+        states[(row["pxname"], row["svname"])] = ServerState(
+            status=row["status"], sessions=int(row["scur"] or 0)
+        )
+    return states
+
+
+def live_slot(states: Mapping[tuple[str, str], ServerState], backend: str) -> int | None:
+    """The slot taking traffic: the one not in maintenance (the first, mid-switch)."""
+    for slot in SLOTS:
+        state = states.get((backend, server_name(slot)))
+        if state and not state.status.startswith("MAINT"):
+            return slot
+    return None
+
+
+class HaproxyAdmin:
+    """A client of HAProxy's runtime API socket."""
+
+    def __init__(self, socket_path: str, log: Callable[[str], None] = lambda _: None):
+        self.socket_path = socket_path
+        self.log = log
+
+    def command(self, line: str) -> str:
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(5)
+                sock.connect(self.socket_path)
+                sock.sendall(line.encode() + b"\n")
+                chunks = []
+                while chunk := sock.recv(65536):
+                    chunks.append(chunk)
+        except FileNotFoundError as exc:
+            raise ReleaseError(
+                f"HAProxy admin socket {self.socket_path} does not exist: the load balancer is not "
+                "running; start it with `scripts/stack.sh up`"
+            ) from exc
+        except OSError as exc:
+            raise TransientError(f"HAProxy admin socket {self.socket_path}: {exc}") from exc
+        reply = b"".join(chunks).decode()
+        if any(word in reply for word in ("No such", "Unknown command", "Require")):
+            raise ReleaseError(f"HAProxy refused `{line}`: {reply.strip()}")
+        return reply
+
+    def states(self) -> dict[tuple[str, str], ServerState]:
+        return parse_stat(self.command("show stat"))
+
+    def set_state(self, backend: str, slot: int, state: str) -> None:
+        self.command(f"set server {backend}/{server_name(slot)} state {state}")
+
+    def wait_for(
+        self,
+        what: str,
+        done: Callable[[dict[tuple[str, str], ServerState]], bool],
+        timeout: float,
+    ) -> None:
+        """Bounded polling of `show stat`, with progress in the log."""
+        deadline = time.monotonic() + timeout
+        next_note = time.monotonic() + 5
+        while True:
+            states = self.states()
+            if done(states):
+                return
+            if time.monotonic() > deadline:
+                raise ReleaseError(f"HAProxy: {what} did not happen within {timeout:.0f}s")
+            if time.monotonic() > next_note:
+                self.log(f"HAProxy: still waiting until {what}")
+                next_note += 5
+            time.sleep(0.2)
+
+    def switch(self, backend: str, new: int, old: int | None, drain_timeout: float = 30) -> None:
+        """Send traffic to `new`, drain and park `old`. No request is dropped on the way."""
+        self.set_state(backend, new, "ready")
+        new_key = (backend, server_name(new))
+        self.wait_for(
+            f"{new_key[1]} of {backend} is UP", lambda s: s[new_key].status == "UP", timeout=30
+        )
+        if old is None or old == new:
+            return
+        old_key = (backend, server_name(old))
+        self.set_state(backend, old, "drain")
+        self.wait_for(
+            f"{old_key[1]} of {backend} has no sessions",
+            lambda s: s[old_key].sessions == 0,
+            timeout=drain_timeout,
+        )
+        self.set_state(backend, old, "maint")
+
+    def park(self, backend: str, slot: int) -> None:
+        self.set_state(backend, slot, "maint")
+
+
+def write_config(config_dir: str, environment: str, text: str) -> bool:
+    """Write the environment's file; True when its content changed."""
+    path = Path(config_dir) / f"{environment}.cfg"
+    if path.exists() and path.read_text() == text:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return True
+
+
+def reload(config_dir: str, pidfile: str) -> None:
+    """Validate the whole configuration, then ask the HAProxy master to reload it."""
+    main = Path(config_dir).parent / "haproxy.cfg"
+    check = subprocess.run(
+        ["haproxy", "-c", "-q", "-f", str(main), "-f", config_dir],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if check.returncode != 0:
+        raise ReleaseError(f"HAProxy rejected the configuration in {config_dir}: {check.stderr}")
+    try:
+        pid = int(Path(pidfile).read_text().split()[0])
+        os.kill(pid, 12)  # SIGUSR2: the master re-reads its files and starts a new worker
+    except (OSError, ValueError, IndexError) as exc:
+        raise ReleaseError(
+            f"cannot reload HAProxy through {pidfile} ({exc}): is it running? "
+            "Start it with `scripts/stack.sh up`"
+        ) from exc

@@ -1,0 +1,60 @@
+"""Read-only questions to the OCI registry (distribution API v2) that docker-py cannot answer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+from targets.errors import TransientError
+
+MANIFEST_TYPES = ", ".join(
+    [
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.oci.image.manifest.v1+json",
+    ]
+)
+
+
+@dataclass(frozen=True)
+class TaggedManifest:
+    digest: str  # the manifest's digest: what `repo@digest` names
+    config_digest: str  # equals the local image id of the image that was pushed
+
+
+class RegistryClient:
+    def __init__(self, registry: str, auth: tuple[str, str] | None = None, timeout: float = 10):
+        self.base = f"http://{registry}"
+        self.registry = registry
+        self.auth = auth
+        self.timeout = timeout
+
+    def _get(self, path: str, **kwargs) -> httpx.Response:
+        try:
+            return httpx.get(self.base + path, auth=self.auth, timeout=self.timeout, **kwargs)
+        except httpx.TransportError as exc:
+            raise TransientError(
+                f"registry {self.registry} is unreachable ({exc.__class__.__name__}: {exc}); "
+                "start it with `scripts/stack.sh up`"
+            ) from exc
+
+    def ping(self) -> None:
+        response = self._get("/v2/")
+        if response.status_code not in (200, 401):
+            raise TransientError(f"registry {self.registry} answered {response.status_code}")
+
+    def manifest(self, repository: str, tag: str) -> TaggedManifest | None:
+        """The manifest under `tag`, or None if the tag does not exist."""
+        response = self._get(
+            f"/v2/{repository}/manifests/{tag}", headers={"Accept": MANIFEST_TYPES}
+        )
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise TransientError(
+                f"registry {self.registry}: reading {repository}:{tag} gave {response.status_code}"
+            )
+        return TaggedManifest(
+            digest=response.headers["Docker-Content-Digest"],
+            config_digest=response.json()["config"]["digest"],
+        )

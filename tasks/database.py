@@ -1,0 +1,37 @@
+"""Step 4: back up the database, then migrate it with the new backend image."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from prefect import task
+from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
+
+import targets
+from targets.base import Backup, MigrationResult, SchemaStatus
+from tasks.policy import RETRIES
+
+
+@task(name="read-schema", cache_policy=NO_CACHE, timeout_seconds=300, **RETRIES)
+def read_schema(environment: str, image: str) -> SchemaStatus:
+    """Applied, available and pending migrations, as the new image sees them."""
+    return targets.load_target(environment).schema_status(image)
+
+
+@task(
+    name="backup-database",
+    cache_policy=INPUTS + TASK_SOURCE,
+    timeout_seconds=3600,
+    **RETRIES,
+)
+def backup_database(environment: str, backup_id: str) -> Backup:
+    """A real, readable dump kept under the release id; one per release (a re-run reuses it)."""
+    return targets.load_target(environment).backup_database(backup_id)
+
+
+@task(name="run-migrations", cache_policy=NO_CACHE, timeout_seconds=3600, **RETRIES)
+def run_migrations(
+    environment: str, image: str, direction: Literal["up", "down"] = "up", steps: int = 1
+) -> MigrationResult:
+    """Migrations in a one-off container of `image`; a non-zero exit fails the step (no retry)."""
+    return targets.load_target(environment).migrate(image, direction, steps)

@@ -1,0 +1,16 @@
+"""Step 7: the CDN and the load balancer."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+import targets
+from targets.base import DeployResult, EdgeResult
+from tasks.policy import RETRIES
+
+
+@task(name="update-edge", cache_policy=NO_CACHE, timeout_seconds=900, **RETRIES)
+def update_edge(environment: str, deployed: list[DeployResult]) -> EdgeResult:
+    """Invalidate the CDN where there is one; confirm the load balancer targets the new version."""
+    return targets.load_target(environment).update_edge(deployed)

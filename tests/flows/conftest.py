@@ -1,0 +1,224 @@
+"""Flow tests: the real release flow on a throwaway Prefect server, over an in-memory target.
+
+FAKE: `FakeTarget` stands in for Docker/AWS so these tests check the flow's composition (order,
+records, events, failure paths) in seconds. What it serves is real HTTP on 127.0.0.1, so the smoke
+checks run unchanged. The real targets are tested in tests/integration.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from prefect.testing.utilities import prefect_test_harness
+
+import targets
+from flows import events
+from targets.base import (
+    Backup,
+    BuildSpec,
+    BuiltImage,
+    CheckSpec,
+    DeployResult,
+    EdgeResult,
+    EnvironmentSpec,
+    Finding,
+    InfrastructureReport,
+    MigrationResult,
+    ProbeSpec,
+    PushedImage,
+    Revision,
+    SchemaStatus,
+    ServiceSpec,
+)
+from targets.errors import ReleaseError
+
+
+@pytest.fixture(scope="package", autouse=True)
+def prefect_server() -> Iterator[None]:
+    with prefect_test_harness(server_startup_timeout=60):
+        yield
+
+
+class Served:
+    """A tiny HTTP server answering /api/health with the version a fake deploy made live."""
+
+    def __init__(self) -> None:
+        self.versions: dict[str, str] = {}
+        self.status = 200
+        served = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                service = self.path.strip("/").split("/")[0]
+                body = json.dumps({"version": served.versions.get(service)}).encode()
+                self.send_response(served.status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+class FakeTarget:
+    """FAKE target: records every call; `fail` maps a method name to the error it raises."""
+
+    name = "fake"
+
+    def __init__(self, spec: EnvironmentSpec, served: Served) -> None:
+        self.spec = spec
+        self.served = served
+        self.calls: list[str] = []
+        self.fail: dict[str, Exception] = {}
+        self.live: dict[str, Revision] = {}
+        self.schema = 1
+        self.on_backup: Any = None
+
+    def _call(self, what: str) -> None:
+        self.calls.append(what)
+        if what.split(":")[0] in self.fail:
+            raise self.fail[what.split(":")[0]]
+
+    def verify(self) -> InfrastructureReport:
+        self._call("verify")
+        return InfrastructureReport(
+            target="fake", findings=(Finding(component="all", ok=True, detail="ok"),)
+        )
+
+    def provision(self) -> InfrastructureReport:
+        self._call("provision")
+        return InfrastructureReport(target="fake", findings=())
+
+    def build_image(self, build: BuildSpec) -> BuiltImage:
+        self._call(f"build:{build.service}")
+        return BuiltImage(
+            service=build.service,
+            image_id=f"sha256:{build.service}{build.version}",
+            local_ref="x",
+            version=build.version,
+        )
+
+    def push_image(self, image: BuiltImage) -> PushedImage:
+        self._call(f"push:{image.service}")
+        return PushedImage(
+            service=image.service,
+            repository=f"reg/{image.service}",
+            tag=image.version,
+            digest=f"sha256:d{image.version}",
+            image_id=image.image_id,
+            pushed=True,
+        )
+
+    def live_revision(self, service: str) -> Revision | None:
+        return self.live.get(service)
+
+    def schema_status(self, image: str) -> SchemaStatus:
+        self._call("schema")
+        return SchemaStatus(
+            applied=(1,), available=(1, 2), pending=(2,), schema_version=self.schema
+        )
+
+    def backup_database(self, backup_id: str) -> Backup:
+        self._call("backup")
+        if self.on_backup:
+            self.on_backup()
+        return Backup(
+            backup_id=backup_id, location=f"/backups/{backup_id}.dump", size_bytes=10, detail="fake"
+        )
+
+    def migrate(self, image: str, direction: str, steps: int = 1) -> MigrationResult:
+        self._call("migrate")
+        self.schema = 2
+        return MigrationResult(direction="up", applied=(2,), schema_version=2, changed=True)
+
+    def deploy_service(self, service: str, image: str, version: str) -> DeployResult:
+        self._call(f"deploy:{service}")
+        previous = self.live.get(service)
+        current = Revision(
+            service=service,
+            version=version,
+            image=image,
+            image_id="i",
+            revision_id=f"{service}-{version}",
+        )
+        self.live[service] = current
+        self.served.versions[service] = version
+        return DeployResult(service=service, changed=True, previous=previous, current=current)
+
+    def update_edge(self, deployed: list[DeployResult]) -> EdgeResult:
+        self._call("edge")
+        return EdgeResult(load_balancer="fake", cdn="none", changed=True)
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeTarget]:
+    served = Served()
+    url = f"http://127.0.0.1:{served.port}"
+    spec = EnvironmentSpec(
+        name="flowtest",
+        services=(
+            ServiceSpec(
+                name="frontend",
+                context="frontend",
+                repository="fm/frontend",
+                order=2,
+                public_url=f"{url}/frontend",
+            ),
+            ServiceSpec(
+                name="backend",
+                context="backend",
+                repository="fm/backend",
+                order=1,
+                public_url=f"{url}/backend",
+                owns_migrations=True,
+            ),
+        ),
+        checks=CheckSpec(
+            window_seconds=0.3,
+            interval_seconds=0.1,
+            probes=(
+                ProbeSpec(service="backend", path="/"),
+                ProbeSpec(service="frontend", path="/"),
+            ),
+        ),
+    )
+    target = FakeTarget(spec, served)
+
+    def load_target(environment: str) -> FakeTarget:
+        if environment != spec.name:
+            raise ReleaseError(f"unknown environment '{environment}'")
+        return target
+
+    monkeypatch.setattr(targets, "load_target", load_target)
+    monkeypatch.setattr(targets, "load_spec", lambda environment: load_target(environment).spec)
+    yield target
+    served.server.shutdown()
+
+
+@pytest.fixture
+def emitted(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, str], dict[str, Any]]]:
+    """FAKE event sink: the events the flow emitted, in order (the integration tier reads real ones)."""
+    seen: list[tuple[str, dict[str, str], dict[str, Any]]] = []
+    monkeypatch.setattr(
+        events,
+        "emit_event",
+        lambda event, resource, payload: seen.append((event, resource, payload)),
+    )
+    return seen
+
+
+@pytest.fixture
+def source(tmp_path: Any) -> str:
+    for service in ("frontend", "backend"):
+        (tmp_path / service).mkdir()
+        (tmp_path / service / "Dockerfile").write_text(f"FROM scratch\n# {service}\n")
+    return str(tmp_path)

@@ -1,0 +1,118 @@
+"""The release flow's composition, over the FAKE target of conftest.py."""
+
+from __future__ import annotations
+
+import pytest
+from prefect.variables import Variable
+
+from flows import events
+from flows.release import release
+from targets.errors import ReleaseError
+from tasks.records import ReleaseRecord, variable_name
+
+
+def record_of(environment: str) -> ReleaseRecord:
+    return ReleaseRecord.model_validate(Variable.get(variable_name(environment)))
+
+
+def names(emitted) -> list[str]:
+    return [event for event, _, _ in emitted]
+
+
+def test_steps_run_in_the_strategy_order(fake, emitted, source):
+    result = release("flowtest", "v1", source)
+
+    assert result["status"] == "succeeded"
+    builds_and_pushes = sorted(fake.calls[2:6])
+    assert builds_and_pushes == ["build:backend", "build:frontend", "push:backend", "push:frontend"]
+    assert fake.calls[:2] == ["verify", "provision"]
+    assert fake.calls[6:] == [
+        "schema",
+        "backup",
+        "migrate",
+        "deploy:backend",
+        "deploy:frontend",
+        "edge",
+    ]
+    assert names(emitted) == [events.RELEASE_STARTED, events.RELEASE_SUCCEEDED]
+    _, resource, _ = emitted[0]
+    assert resource["environment"] == "flowtest" and resource["version"] == "v1"
+
+
+def test_record_is_written_before_the_first_change_and_names_what_ran_before(fake, emitted, source):
+    release("flowtest", "v1", source)
+    seen_at_backup: list[ReleaseRecord] = []
+    fake.on_backup = lambda: seen_at_backup.append(record_of("flowtest"))
+
+    release("flowtest", "v2", source)
+
+    before = seen_at_backup[0]
+    assert before.version == "v2" and before.status == "started"
+    assert {name: rev.version for name, rev in before.previous.items()} == {
+        "backend": "v1",
+        "frontend": "v1",
+    }
+    assert before.schema_before == 2
+    after = record_of("flowtest")
+    assert after.status == "succeeded"
+    assert after.backup is not None and after.backup.backup_id == after.release_id
+    assert after.images == {
+        "backend": "reg/backend:v2@sha256:dv2",
+        "frontend": "reg/frontend:v2@sha256:dv2",
+    }
+
+
+def test_failed_migration_stops_before_any_service_changes(fake, emitted, source):
+    fake.fail["migrate"] = ReleaseError("0002_bad.up.sql failed")
+
+    state = release("flowtest", "v3", source, return_state=True)
+
+    assert state.is_failed()
+    assert not [c for c in fake.calls if c.startswith("deploy")]
+    assert names(emitted) == [events.RELEASE_STARTED, events.RELEASE_FAILED]
+    assert emitted[-1][2]["changed_environment"] is True
+    assert "0002_bad.up.sql failed" in emitted[-1][2]["reason"]
+    assert record_of("flowtest").status == "failed"
+
+
+def test_failed_checks_fail_the_run_and_emit_checks_failed(fake, emitted, source):
+    fake.served.status = 500
+
+    state = release("flowtest", "v4", source, return_state=True)
+
+    assert state.is_failed()
+    assert names(emitted) == [events.RELEASE_STARTED, events.CHECKS_FAILED, events.RELEASE_FAILED]
+    assert "HTTP 500" in emitted[1][2]["reason"]
+    assert record_of("flowtest").status == "checks_failed"
+
+
+def test_failure_before_any_change_says_nothing_changed(fake, emitted, source):
+    fake.fail["build"] = ReleaseError("no Dockerfile")
+
+    state = release("flowtest", "v5", source, return_state=True)
+
+    assert state.is_failed()
+    assert fake.calls[-1].startswith("build") or fake.calls[-1] == "provision"
+    assert emitted[-1][0] == events.RELEASE_FAILED
+    assert emitted[-1][2]["changed_environment"] is False
+    assert not [c for c in fake.calls if c in ("backup", "migrate")]
+
+
+def test_digits_only_version_stays_a_string(fake, emitted, source):
+    release("flowtest", 20261126, source)
+
+    assert record_of("flowtest").version == "20261126"
+    assert fake.live["backend"].version == "20261126"
+
+
+@pytest.mark.parametrize("version", ["latest", "has space", "-x"])
+def test_malformed_version_fails_before_anything_runs(fake, emitted, source, version):
+    with pytest.raises(ReleaseError, match="not usable as an image tag"):
+        release("flowtest", version, source)
+    assert fake.calls == []
+
+
+def test_unknown_environment_is_named(fake, emitted, source):
+    with pytest.raises(ReleaseError, match="unknown environment 'nowhere'"):
+        release("nowhere", "v1", source)
+    assert fake.calls == []
