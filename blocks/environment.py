@@ -39,7 +39,8 @@ class FlowmastersEnvironment(Block):
 def load_environment(name: str) -> FlowmastersEnvironment:
     """Load an environment's block, or say which environments exist and how to add one."""
     try:
-        return FlowmastersEnvironment.load(name)
+        # _sync: a build runs in a thread under an async task, where load() would be a coroutine.
+        return FlowmastersEnvironment.load(name, _sync=True)
     except ValueError as exc:
         if "Unable to find block document" not in str(exc):
             raise

@@ -74,7 +74,12 @@ def read_secret(spec: dict[str, Any], what: str) -> str:
         path = Path(spec["password_file"])
         if not path.is_file():
             raise ReleaseError(f"{what}: {path} does not exist; `scripts/stack.sh up` creates it")
-        return path.read_text().strip()
+        value = path.read_text().strip()
+        if not value:
+            raise ReleaseError(
+                f"{what}: {path} is empty; `scripts/stack.sh up` writes the password"
+            )
+        return value
     if "password_env" in spec:
         value = os.environ.get(spec["password_env"])
         if not value:

@@ -33,7 +33,7 @@ from tasks.records import (
     write_release_record,
 )
 from tasks.services import deploy_service, read_live_revisions
-from tasks.source import Source, choose_version, normalize_version, resolve_source
+from tasks.source import Source, choose_version, combined_digest, normalize_version, resolve_source
 
 
 @flow(name="release", timeout_seconds=3600)
@@ -129,8 +129,8 @@ def _build_specs(
     spec: EnvironmentSpec, src: Source, version: str | int | None, extra_args: dict[str, str]
 ) -> list[BuildSpec]:
     contexts = {s.name: str(Path(src.path) / s.context) for s in spec.ordered()}
-    digests = {name: fingerprint_source(path) for name, path in contexts.items()}
-    chosen = choose_version(version, src, "".join(sorted(digests.values())))
+    digests = {s.name: fingerprint_source(contexts[s.name], s.dockerfile) for s in spec.ordered()}
+    chosen = choose_version(version, src, combined_digest(digests))
     return [
         BuildSpec(
             service=s.name,

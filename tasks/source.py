@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 from pathlib import Path
 
@@ -46,6 +47,12 @@ def choose_version(requested: str | int | None, source: Source, content_digest: 
     if source.git_sha and not source.dirty:
         return source.git_sha[:12]
     return "dev-" + content_digest.removeprefix("sha256:")[:12]
+
+
+def combined_digest(digests: dict[str, str]) -> str:
+    """One digest over every service's context digest: any service's change changes it."""
+    joined = "\n".join(f"{name}={digests[name]}" for name in sorted(digests))
+    return "sha256:" + hashlib.sha256(joined.encode()).hexdigest()
 
 
 def _git(path: Path, *args: str) -> str | None:

@@ -52,9 +52,21 @@ def find(
     return client.containers.list(all=True, filters={"label": filters})
 
 
+def created_key(created: str) -> str:
+    """Docker's `Created` with the fraction padded to 9 digits, so strings sort by time.
+
+    The engine trims trailing zeros ("...:45.1Z" vs "...:45.123456789Z").
+    """
+    stamp = created.rstrip("Z")
+    whole, _, fraction = stamp.partition(".")
+    return f"{whole}.{fraction.ljust(9, '0')}"
+
+
 def to_prune(kept: Sequence[KeptContainer], keep: int) -> list[str]:
     """Ids of stopped containers beyond the newest `keep` ones; running ones are never pruned."""
-    stopped = sorted((c for c in kept if not c.running), key=lambda c: c.created, reverse=True)
+    stopped = sorted(
+        (c for c in kept if not c.running), key=lambda c: created_key(c.created), reverse=True
+    )
     return [c.id for c in stopped[keep:]]
 
 

@@ -50,12 +50,16 @@ def server_name(slot: int) -> str:
 
 def public_port(url: str) -> int:
     parts = urlsplit(url)
-    if parts.hostname not in ("127.0.0.1", "localhost") or not parts.port:
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.hostname not in ("127.0.0.1", "localhost") or not port:
         raise ReleaseError(
             f"public URL {url!r} must be http://127.0.0.1:PORT on the Docker-host target "
             "(everything listens on loopback)"
         )
-    return parts.port
+    return port
 
 
 def render_config(
