@@ -224,8 +224,10 @@ def _publish(
     publish("release", environment, f"Release {version} to {environment}", outcome, facts, steps)
 
 
-if __name__ == "__main__":
+def main() -> int:
+    """Command line: run one release and say where to watch it in the Prefect UI."""
     import argparse
+    import os
 
     parser = argparse.ArgumentParser(description="Release Flow Masters to an environment.")
     parser.add_argument("--environment", default="local")
@@ -234,4 +236,18 @@ if __name__ == "__main__":
     parser.add_argument("--build-arg", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
     extra = dict(arg.split("=", 1) for arg in args.build_arg)
-    release(args.environment, args.version, args.source, extra)
+    state = release(args.environment, args.version, args.source, extra, return_state=True)
+    ui = os.environ.get("PREFECT_UI_URL") or os.environ.get("PREFECT_API_URL", "").removesuffix(
+        "/api"
+    )
+    print(f"\nrelease {state.name}: {state.message or ''}")
+    print(f"watch it in the Prefect UI: {ui}/runs/flow-run/{state.state_details.flow_run_id}")
+    if state.is_completed():
+        spec = targets.load_spec(args.environment)
+        for service in spec.ordered():
+            print(f"{service.name}: {service.public_url}")
+    return 0 if state.is_completed() else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -70,6 +70,7 @@ def resolve_source(source: str) -> Source:
         path = REPO_ROOT / path
     if not path.is_dir():
         raise ReleaseError(f"release source {path} does not exist or is not a folder")
-    sha = _git(path, "rev-parse", "HEAD")
+    # The last commit that touched the source, not HEAD: unrelated commits keep the version.
+    sha = _git(path, "log", "-1", "--format=%H", "--", ".") or None
     dirty = bool(_git(path, "status", "--porcelain", "--", ".")) if sha else True
     return Source(path=str(path), git_sha=sha, dirty=dirty)

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The main job: release the sample app to the local Docker-host environment.
+#
+#   scripts/release.sh                 # version = last commit of examples/flowmasters (or dev-<digest>)
+#   scripts/release.sh v2              # an explicit version
+#   scripts/release.sh v3 --build-arg BREAK_AFTER_SECONDS=5   # a broken version, for demos
+#
+# Installs and starts what is missing (scripts/stack.sh up), registers the `local` environment's
+# blocks, runs the release flow against the Prefect server and prints where to watch it.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+"$ROOT/scripts/stack.sh" up
+eval "$("$ROOT/scripts/stack.sh" env)"
+cd "$ROOT"
+.venv/bin/python -m deployments.register local
+args=()
+if [[ $# -gt 0 && $1 != --* ]]; then args+=(--version "$1"); shift; fi
+exec .venv/bin/python -m flows.release --environment local "${args[@]}" "$@"
