@@ -8,13 +8,9 @@ repositories and HAProxy frontends. Everything it makes carries its name and is 
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
 import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +21,11 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.variables import Variable
 
-from deployments.register import expand, load_description, register_environment
-from targets.docker_host import proxy
+from deployments.scratch import create_environment, remove_environment
 from tasks.records import ReleaseRecord, variable_name
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
-
-
-def stack_dir() -> Path:
-    return Path(os.environ.get("FM_STACK_DIR", "/var/lib/flowmasters"))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -60,45 +51,13 @@ def stack() -> None:
         )
 
 
-def free_port_block(size: int) -> int:
-    """The first of `size` consecutive free loopback ports."""
-    for _ in range(200):
-        base = 20000 + (uuid.uuid4().int % 20000)
-        try:
-            socks = []
-            for port in range(base, base + size):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free port block")
-
-
-def admin_psql(sql: str) -> None:
-    """Run SQL as the app role (it may create databases): what a test environment needs."""
-    db = load_description("local")["target"]["database"]
-    env = {
-        **os.environ,
-        "PGHOST": db["host"],
-        "PGPORT": str(db["port"]),
-        "PGUSER": db["username"],
-        "PGDATABASE": db["database"],
-        "PGPASSWORD": Path(db["password_file"]).read_text().strip(),
-    }
-    subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql], env=env, check=True)
-
-
 @dataclass
 class TestEnvironment:
     __test__ = False  # not a test class: pytest must not collect it
     name: str
     source: Path
     description: dict[str, Any]
+    runs: list[Any] = field(default_factory=list)
 
     def url(self, service: str) -> str:
         return next(s["public_url"] for s in self.description["services"] if s["name"] == service)
@@ -120,71 +79,14 @@ class TestEnvironment:
             client.close()
 
 
-def make_description(name: str, database: str, **overrides: Any) -> dict[str, Any]:
-    description = load_description("local")
-    base = free_port_block(6)
-    description["target"]["port_base"] = base + 2
-    description["target"]["database"]["database"] = database
-    backend_url, frontend_url = f"http://127.0.0.1:{base}", f"http://127.0.0.1:{base + 1}"
-    for service in description["services"]:
-        service["repository"] = f"{name}/{service['name']}"
-        service["public_url"] = backend_url if service["name"] == "backend" else frontend_url
-        if service["name"] == "frontend":
-            service["env"] = {"BACKEND_URL": backend_url}
-    for key, value in overrides.items():
-        description["target"][key] = expand(value)
-    return description
-
-
 @pytest.fixture(scope="module")
 def environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestEnvironment]:
     """A fresh environment with its own database and a copy of the sample app to edit."""
-    name = f"it-{uuid.uuid4().hex[:6]}"
-    database = f"fm_{name.replace('-', '_')}"
-    admin_psql(f"CREATE DATABASE {database}")
-    source = tmp_path_factory.mktemp(name) / "flowmasters"
-    shutil.copytree(REPO / "examples" / "flowmasters", source)
-    description = make_description(name, database)
-    register_environment(name, description)
+    scratch = create_environment("it", tmp_path_factory.mktemp("envs"))
     try:
-        yield TestEnvironment(name=name, source=source, description=description)
+        yield TestEnvironment(scratch.name, scratch.source, scratch.description)
     finally:
-        remove_environment(name, database)
-
-
-def remove_environment(name: str, database: str | None) -> None:
-    client = docker.DockerClient(base_url=os.environ["DOCKER_HOST"])
-    try:
-        for container in client.containers.list(
-            all=True, filters={"label": f"flowmasters.environment={name}"}
-        ):
-            container.remove(force=True)
-        for image in client.images.list():
-            for tag in image.tags:
-                if f"/{name}/" in tag:  # untag only: other environments may share the layers
-                    client.images.remove(tag)
-    finally:
-        client.close()
-    conf = stack_dir() / "haproxy" / "conf.d" / f"{name}.cfg"
-    if conf.exists():
-        conf.unlink()
-        proxy.reload(str(conf.parent), str(stack_dir() / "pids" / "haproxy.pid"))
-    if database:
-        admin_psql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
-    shutil.rmtree(stack_dir() / "backups" / name, ignore_errors=True)
-    with get_client(sync_client=True) as client:
-        for doc_name, block_type in [
-            (name, "flowmasters-environment"),
-            (f"{name}-docker-host", "flowmasters-docker-host-target"),
-            (f"{name}-docker", "docker-host"),
-            (f"{name}-database", "flowmasters-postgres-connection"),
-        ]:
-            try:
-                doc = client.read_block_document_by_name(doc_name, block_type)
-                client.delete_block_document(doc.id)
-            except Exception:
-                pass
-    Variable.unset(variable_name(name))
+        remove_environment(scratch.name, scratch.database)
 
 
 def task_states(flow_run_id: Any) -> dict[str, str]:
@@ -217,3 +119,30 @@ def read_events(prefix: str, resource_id: str, expect: str, timeout: float = 20)
         if any(e["event"] == expect for e in found) or time.monotonic() > deadline:
             return found
         time.sleep(1)
+
+
+def run_texts(flow_run_ids: list[Any]) -> list[str]:
+    """Every log message and artifact body the server holds for these flow runs."""
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
+
+    texts: list[str] = []
+    with get_client(sync_client=True) as client:
+        for offset in range(0, 20_000, 200):
+            logs = client.read_logs(
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=flow_run_ids)),
+                limit=200,
+                offset=offset,
+            )
+            texts += [log.message for log in logs]
+            if len(logs) < 200:
+                break
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=flow_run_ids))
+        )
+        texts += [str(a.data) + str(a.description) for a in artifacts]
+    return texts

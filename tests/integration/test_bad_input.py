@@ -7,9 +7,9 @@ import uuid
 import pytest
 
 from deployments.register import register_environment
+from deployments.scratch import make_description, remove_environment
 from flows.release import release
 from targets.errors import ReleaseError
-from tests.integration.conftest import make_description, remove_environment
 
 
 @pytest.fixture

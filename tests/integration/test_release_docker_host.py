@@ -12,9 +12,10 @@ from pathlib import Path
 import httpx
 
 from benchmarks.load import SteadyLoad
+from deployments.register import load_description
 from flows import events
 from flows.release import release
-from tests.integration.conftest import TestEnvironment, read_events, task_states
+from tests.integration.conftest import TestEnvironment, read_events, run_texts, task_states
 
 MIGRATION_2 = "ALTER TABLE pages ADD COLUMN summary text NOT NULL DEFAULT '';\n"
 MIGRATION_2_DOWN = "ALTER TABLE pages DROP COLUMN summary;\n"
@@ -22,6 +23,7 @@ MIGRATION_2_DOWN = "ALTER TABLE pages DROP COLUMN summary;\n"
 
 def run(env: TestEnvironment, version: str, **build_args: str):
     state = release(env.name, version, str(env.source), build_args, return_state=True)
+    env.runs.append(state.state_details.flow_run_id)
     return state, state.state_details.flow_run_id
 
 
@@ -140,3 +142,15 @@ def test_version_failing_its_checks_ends_failed_and_emits_checks_failed(
     assert checks_failed, f"no checks-failed event among {[e['event'] for e in found]}"
     assert checks_failed[0]["resource"]["version"] == "v5-broken"
     assert checks_failed[0]["resource"]["environment"] == environment.name
+
+
+def test_no_secret_in_logs_artifacts_or_the_record(environment: TestEnvironment):
+    password_file = Path(load_description("local")["target"]["database"]["password_file"])
+    password = password_file.read_text().strip()
+    assert len(environment.runs) >= 5
+
+    texts = run_texts(environment.runs)
+
+    assert len(texts) > 50, "the runs' logs and artifacts were read"
+    assert not [t for t in texts if password in t]
+    assert password not in environment.record().model_dump_json()

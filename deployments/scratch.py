@@ -1,0 +1,134 @@
+"""Scratch environments: throwaway copies of `local` for the integration tests and the benchmark.
+
+A scratch environment gets its own database, loopback ports, image repositories, HAProxy
+frontends and blocks, all named after it, and `remove_environment` deletes every one of them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+from prefect.client.orchestration import get_client
+from prefect.variables import Variable
+
+from deployments.register import expand, load_description, register_environment
+from targets.docker_host import proxy
+from tasks.records import variable_name
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def stack_dir() -> Path:
+    return Path(os.environ.get("FM_STACK_DIR", "/var/lib/flowmasters"))
+
+
+def free_port_block(size: int) -> int:
+    """The first of `size` consecutive free loopback ports."""
+    for _ in range(200):
+        base = 20000 + (uuid.uuid4().int % 20000)
+        try:
+            socks = []
+            for port in range(base, base + size):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free port block")
+
+
+def app_psql(sql: str) -> None:
+    """Run SQL as the app role (it may create databases): what a test environment needs."""
+    db = load_description("local")["target"]["database"]
+    env = {
+        **os.environ,
+        "PGHOST": db["host"],
+        "PGPORT": str(db["port"]),
+        "PGUSER": db["username"],
+        "PGDATABASE": db["database"],
+        "PGPASSWORD": Path(db["password_file"]).read_text().strip(),
+    }
+    subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql], env=env, check=True)
+
+
+def make_description(name: str, database: str, **overrides: Any) -> dict[str, Any]:
+    description = load_description("local")
+    base = free_port_block(6)
+    description["target"]["port_base"] = base + 2
+    description["target"]["database"]["database"] = database
+    backend_url, frontend_url = f"http://127.0.0.1:{base}", f"http://127.0.0.1:{base + 1}"
+    for service in description["services"]:
+        service["repository"] = f"{name}/{service['name']}"
+        service["public_url"] = backend_url if service["name"] == "backend" else frontend_url
+        if service["name"] == "frontend":
+            service["env"] = {"BACKEND_URL": backend_url}
+    for key, value in overrides.items():
+        description["target"][key] = expand(value)
+    return description
+
+
+@dataclass
+class Scratch:
+    name: str
+    database: str
+    source: Path
+    description: dict[str, Any]
+
+
+def create_environment(prefix: str, workdir: Path) -> Scratch:
+    """A fresh environment `<prefix>-<random>` with its own database and a copy of the sample app."""
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    database = f"fm_{name.replace('-', '_')}"
+    app_psql(f"CREATE DATABASE {database}")
+    source = workdir / name / "flowmasters"
+    shutil.copytree(REPO / "examples" / "flowmasters", source)
+    description = make_description(name, database)
+    register_environment(name, description)
+    return Scratch(name=name, database=database, source=source, description=description)
+
+
+def remove_environment(name: str, database: str | None) -> None:
+    client = docker.DockerClient(base_url=os.environ["DOCKER_HOST"])
+    try:
+        for container in client.containers.list(
+            all=True, filters={"label": f"flowmasters.environment={name}"}
+        ):
+            container.remove(force=True)
+        for image in client.images.list():
+            for tag in image.tags:
+                if f"/{name}/" in tag:  # untag only: other environments may share the layers
+                    client.images.remove(tag)
+    finally:
+        client.close()
+    conf = stack_dir() / "haproxy" / "conf.d" / f"{name}.cfg"
+    if conf.exists():
+        conf.unlink()
+        proxy.reload(str(conf.parent), str(stack_dir() / "pids" / "haproxy.pid"))
+    if database:
+        app_psql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+    shutil.rmtree(stack_dir() / "backups" / name, ignore_errors=True)
+    with get_client(sync_client=True) as client:
+        for doc_name, block_type in [
+            (name, "flowmasters-environment"),
+            (f"{name}-docker-host", "flowmasters-docker-host-target"),
+            (f"{name}-docker", "docker-host"),
+            (f"{name}-database", "flowmasters-postgres-connection"),
+        ]:
+            try:
+                doc = client.read_block_document_by_name(doc_name, block_type)
+                client.delete_block_document(doc.id)
+            except Exception:
+                pass
+    Variable.unset(variable_name(name))
