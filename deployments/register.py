@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from prefect.client.orchestration import get_client
 from prefect_docker import DockerHost, DockerRegistryCredentials
 
 from blocks.database import PostgresConnection
 from blocks.environment import FlowmastersEnvironment
 from blocks.targets import DockerHostTarget
+from flows.lock import lock_name
 from targets.errors import ReleaseError
 
 HERE = Path(__file__).resolve().parent / "environments"
@@ -125,6 +127,8 @@ def register_environment(name: str, description: dict[str, Any]) -> FlowmastersE
     )
     environment.spec(name)  # validates the whole description before it is saved
     environment.save(name, overwrite=True)
+    with get_client(sync_client=True) as client:
+        client.upsert_global_concurrency_limit_by_name(lock_name(name), limit=1)
     return environment
 
 

@@ -56,10 +56,11 @@ install_packages() {
   command -v haproxy >/dev/null || missing+=(haproxy)
   command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
   command -v curl >/dev/null || missing+=(curl)
+  command -v git >/dev/null || missing+=(git)
   if ((${#missing[@]})); then
     say "installing Debian packages: ${missing[*]}"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
   if [[ ! -x $VENV/bin/prefect ]] || ! cmp -s "$ROOT/uv.lock" "$VENV/.uv.lock"; then
     command -v uv >/dev/null || python3 -m pip install -q uv

@@ -36,6 +36,9 @@ class ServiceSpec(Frozen):
     )
     health_path: str = Field(default="/api/health", description="Path answering 200 when healthy.")
     owns_migrations: bool = Field(default=False, description="Its image runs the migrations.")
+    migrations_dir: str = Field(
+        default="migrations", description="Folder of NNNN_name.up.sql files, in the context."
+    )
     migrate_command: tuple[str, ...] = Field(
         default=("python3", "/app/migrate.py"),
         description="Command in the image taking up|down|status and printing JSON last.",
@@ -209,11 +212,17 @@ class Target(Protocol):
 
     def push_image(self, image: BuiltImage) -> PushedImage: ...
 
+    def image_exists(self, service: str, tag: str) -> bool: ...
+
+    def image_reference(self, service: str, tag: str) -> str: ...
+
     def live_revision(self, service: str) -> Revision | None: ...
 
     def schema_status(self, image: str) -> SchemaStatus: ...
 
     def backup_database(self, backup_id: str) -> Backup: ...
+
+    def restore_database(self, backup: Backup) -> None: ...
 
     def migrate(
         self, image: str, direction: Literal["up", "down"], steps: int = 1

@@ -187,6 +187,18 @@ class DockerHostRuntime:
         with self._docker() as client:
             return images.push(client, self.registry, image, repository, self._auth())
 
+    def image_exists(self, service: str, tag: str) -> bool:
+        return self.registry.manifest(self.env.service(service).repository, tag) is not None
+
+    def image_reference(self, service: str, tag: str) -> str:
+        """The image of `service` at version `tag`, refusing versions the registry does not hold."""
+        if not self.image_exists(service, tag):
+            raise ReleaseError(
+                f"the registry {self.block.registry} has no {service} image for version {tag!r}: "
+                "name a version that was released before"
+            )
+        return f"{self.block.registry}/{self.env.service(service).repository}:{tag}"
+
     # -- step 4: database ----------------------------------------------------------------------
 
     def backup_database(self, backup_id: str) -> Backup:

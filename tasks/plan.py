@@ -1,0 +1,99 @@
+"""The release plan: what a release would do, computed without changing anything.
+
+Shown as an artifact for a dry run, and in the approval form of a production release.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+import targets
+from targets.base import BuildSpec, Frozen
+from tasks.policy import RETRIES
+
+MIGRATION_FILE = re.compile(r"^(\d+)_[^.]+\.up\.sql$")
+
+
+class ServicePlan(Frozen):
+    service: str
+    current: str
+    next: str
+    image: str
+    to_build: bool
+
+
+class ReleasePlan(Frozen):
+    environment: str
+    version: str
+    services: tuple[ServicePlan, ...]
+    pending_migrations: tuple[int, ...]
+    migrations_note: str
+
+
+def available_migrations(folder: Path) -> tuple[int, ...]:
+    if not folder.is_dir():
+        return ()
+    found = (MIGRATION_FILE.match(p.name) for p in folder.iterdir())
+    return tuple(sorted(int(m.group(1)) for m in found if m))
+
+
+def render_plan(plan: ReleasePlan) -> str:
+    lines = [
+        f"# Release plan: {plan.version} to {plan.environment}",
+        "",
+        "| service | now | next | image | build |",
+        "|---|---|---|---|---|",
+    ]
+    for s in plan.services:
+        build = "build and push" if s.to_build else "already in the registry"
+        lines.append(f"| {s.service} | {s.current} | {s.next} | `{s.image}` | {build} |")
+    pending = ", ".join(str(v) for v in plan.pending_migrations) or "none"
+    lines += ["", f"**Migrations pending:** {pending} ({plan.migrations_note})", ""]
+    lines.append("A backup of the database is taken before the migrations.")
+    return "\n".join(lines) + "\n"
+
+
+@task(name="plan-release", cache_policy=NO_CACHE, timeout_seconds=300, **RETRIES)
+def plan_release(environment: str, builds: list[BuildSpec]) -> ReleasePlan:
+    """Images to build, current and next revision per service, migrations pending."""
+    target = targets.load_target(environment)
+    spec = targets.load_spec(environment)
+    services = []
+    live = {}
+    for build in builds:
+        live[build.service] = target.live_revision(build.service)
+        current = live[build.service]
+        services.append(
+            ServicePlan(
+                service=build.service,
+                current=current.version if current else "nothing",
+                next=build.version,
+                image=f"{build.repository}:{build.version}",
+                to_build=not target.image_exists(build.service, build.version),
+            )
+        )
+    pending: tuple[int, ...] = ()
+    note = "no service owns migrations"
+    owner = spec.migration_owner()
+    if owner is not None:
+        build = next(b for b in builds if b.service == owner.name)
+        available = available_migrations(Path(build.context_dir) / owner.migrations_dir)
+        running = live.get(owner.name)
+        if running is not None:
+            applied = set(target.schema_status(running.image).applied)
+            pending = tuple(v for v in available if v not in applied)
+            note = f"applied now: {sorted(applied) or 'none'}"
+        else:
+            pending = available
+            note = "nothing deployed yet: every migration of the source counts as pending"
+    return ReleasePlan(
+        environment=environment,
+        version=builds[0].version,
+        services=tuple(services),
+        pending_migrations=pending,
+        migrations_note=note,
+    )
