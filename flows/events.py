@@ -21,5 +21,19 @@ def environment_resource(environment: str, version: str) -> dict[str, str]:
     }
 
 
-def emit(event: str, environment: str, version: str, **payload: Any) -> None:
-    emit_event(event=event, resource=environment_resource(environment, version), payload=payload)
+ROLLBACK_STARTED = "flowmasters.rollback.started"
+ROLLBACK_SUCCEEDED = "flowmasters.rollback.succeeded"
+ROLLBACK_FAILED = "flowmasters.rollback.failed"
+
+
+def emit(
+    event: str,
+    environment: str,
+    version: str,
+    labels: dict[str, str] | None = None,
+    **payload: Any,
+) -> None:
+    """Emit `event` about the environment. `labels` are matchable by automation triggers (a
+    trigger can match resource labels, not payload fields); the payload is for people."""
+    resource = {**environment_resource(environment, version), **(labels or {})}
+    emit_event(event=event, resource=resource, payload=payload)

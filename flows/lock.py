@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
+from prefect.concurrency._asyncio import ConcurrencySlotAcquisitionError
 from prefect.concurrency.sync import concurrency
 
 from targets.errors import ReleaseError
@@ -27,8 +28,15 @@ def environment_lock(environment: str, wait_seconds: float, what: str) -> Iterat
     with ExitStack() as stack:
         try:
             stack.enter_context(
-                concurrency(lock_name(environment), occupy=1, timeout_seconds=wait_seconds, strict=True)
+                concurrency(
+                    lock_name(environment), occupy=1, timeout_seconds=wait_seconds, strict=True
+                )
             )
+        except ConcurrencySlotAcquisitionError as exc:
+            raise ReleaseError(
+                f"the lock of environment '{environment}' ({lock_name(environment)}) does not "
+                f"exist; create it with `python -m deployments.register {environment}`"
+            ) from exc
         except TimeoutError as exc:
             raise ReleaseError(
                 f"another release or rollback of '{environment}' is running, so this {what} was "

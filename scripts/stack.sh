@@ -24,6 +24,11 @@ export PREFECT_API_URL=${PREFECT_API_URL:-http://127.0.0.1:$FM_PREFECT_PORT/api}
 export PREFECT_LOCAL_STORAGE_PATH=${PREFECT_LOCAL_STORAGE_PATH:-$FM_STACK_DIR/prefect/storage}
 export PREFECT_SERVER_ANALYTICS_ENABLED=false DO_NOT_TRACK=1
 export PREFECT_RESULTS_PERSIST_BY_DEFAULT=true
+export FM_WORK_POOL=${FM_WORK_POOL:-flowmasters}
+# prefect.yaml reads these at deploy time: where flow runs start, and where the app's source lives
+# (here the sample app is in this repository; point FM_APP_REPOSITORY at the app's own repository).
+export FM_REPO_ROOT=$ROOT
+export FM_APP_REPOSITORY=${FM_APP_REPOSITORY:-$ROOT}
 PIDS=$FM_STACK_DIR/pids
 LOGS=$FM_STACK_DIR/logs
 PG_BIN=/usr/lib/postgresql/15/bin
@@ -138,10 +143,14 @@ start_postgres() {
 SELECT 'CREATE ROLE flowmasters LOGIN CREATEDB' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'flowmasters')\gexec
 ALTER ROLE flowmasters PASSWORD :'pw';
 SQL
-  if [[ -z $(psql_admin -tAc "SELECT 1 FROM pg_database WHERE datname='flowmasters_local'") ]]; then
-    psql_admin -c "CREATE DATABASE flowmasters_local OWNER flowmasters" >/dev/null
-    say "postgres: created database flowmasters_local"
-  fi
+  # One database per environment described in deployments/environments (local, staging, ...).
+  local env
+  for env in $(cd "$ROOT/deployments/environments" && ls *.yaml | sed 's/\.yaml$//'); do
+    if [[ -z $(psql_admin -tAc "SELECT 1 FROM pg_database WHERE datname='flowmasters_$env'") ]]; then
+      psql_admin -c "CREATE DATABASE flowmasters_$env OWNER flowmasters" >/dev/null
+      say "postgres: created database flowmasters_$env"
+    fi
+  done
   # The Prefect server's own database. On SQLite its writes queue behind each other: updating a
   # Variable took ~1.8 s in 3 of 6 tries while a flow ran (measured); on PostgreSQL, ~30 ms.
   local prefect_pw=$FM_STACK_DIR/postgres/prefect-password
@@ -202,6 +211,19 @@ start_prefect() {
   say "prefect server: started (pid $(cat "$PIDS/prefect.pid"), UI http://127.0.0.1:$FM_PREFECT_PORT)"
 }
 
+start_worker() {
+  if running worker; then say "prefect worker: already running (pool $FM_WORK_POOL)"; return; fi
+  "$VENV/bin/prefect" work-pool inspect "$FM_WORK_POOL" >/dev/null 2>&1 ||
+    "$VENV/bin/prefect" work-pool create "$FM_WORK_POOL" --type process >/dev/null
+  # Flow runs start in the worker's folder: the checkout (prefect.yaml's pull step says so too).
+  cd "$ROOT"
+  nohup "$VENV/bin/prefect" worker start --pool "$FM_WORK_POOL" --type process \
+    >"$LOGS/worker.log" 2>&1 &
+  echo $! >"$PIDS/worker.pid"
+  wait_for "prefect worker" 60 grep -q "started" "$LOGS/worker.log"
+  say "prefect worker: started (pid $(cat "$PIDS/worker.pid"), pool $FM_WORK_POOL)"
+}
+
 stop_one() {
   local name=$1
   if running "$name"; then
@@ -224,12 +246,14 @@ cmd_up() {
   start_postgres
   start_haproxy
   start_prefect
+  start_worker
   say "ready: registry 127.0.0.1:$FM_REGISTRY_PORT, postgres 127.0.0.1:$FM_POSTGRES_PORT, prefect $PREFECT_API_URL"
 }
 
 cmd_down() {
   if [[ -d $PIDS ]]; then
     # Containers of the environments keep running only while the engine does.
+    stop_one worker
     stop_one prefect
     stop_one haproxy
     stop_one registry
@@ -243,7 +267,7 @@ cmd_down() {
 }
 
 cmd_status() {
-  for name in dockerd registry postgres haproxy prefect; do
+  for name in dockerd registry postgres haproxy prefect worker; do
     if running "$name"; then say "$name: running (pid $(cat "$PIDS/$name.pid"))"; else say "$name: not running"; fi
   done
 }
@@ -251,7 +275,7 @@ cmd_status() {
 cmd_env() {
   for v in FM_STACK_DIR FM_REGISTRY_PORT FM_POSTGRES_PORT FM_PREFECT_PORT FM_BASE_IMAGE DOCKER_HOST \
     PREFECT_HOME PREFECT_API_URL PREFECT_LOCAL_STORAGE_PATH PREFECT_SERVER_ANALYTICS_ENABLED DO_NOT_TRACK \
-    PREFECT_RESULTS_PERSIST_BY_DEFAULT; do
+    PREFECT_RESULTS_PERSIST_BY_DEFAULT FM_WORK_POOL FM_REPO_ROOT FM_APP_REPOSITORY; do
     printf 'export %s=%q\n' "$v" "${!v}"
   done
 }

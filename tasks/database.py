@@ -35,3 +35,9 @@ def run_migrations(
 ) -> MigrationResult:
     """Migrations in a one-off container of `image`; a non-zero exit fails the step (no retry)."""
     return targets.load_target(environment).migrate(image, direction, steps)
+
+
+@task(name="restore-database", cache_policy=NO_CACHE, timeout_seconds=3600)
+def restore_database(environment: str, backup: Backup) -> None:
+    """Replace the database with `backup`. Never retried: a person approved one restore."""
+    targets.load_target(environment).restore_database(backup)

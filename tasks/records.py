@@ -38,6 +38,9 @@ class ReleaseRecord(BaseModel):
     previous: dict[str, Revision | None] = Field(description="What each service ran before.")
     schema_before: int | None = None
     schema_after: int | None = None
+    migrations_applied: list[int] = Field(
+        default_factory=list, description="Migrations this release applied (what `down` reverts)."
+    )
     backup: Backup | None = None
     error: str | None = None
 

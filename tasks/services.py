@@ -8,6 +8,7 @@ from prefect.cache_policies import NO_CACHE
 import targets
 from targets.base import DeployResult, Revision
 from tasks.policy import RETRIES
+from tasks.records import ReleaseRecord
 
 
 @task(name="read-live-revisions", cache_policy=NO_CACHE, timeout_seconds=120, **RETRIES)
@@ -27,3 +28,12 @@ def read_live_revisions(environment: str, services: list[str]) -> dict[str, Revi
 def deploy_service(environment: str, service: str, image: str, version: str) -> DeployResult:
     """Start beside the old, wait healthy, switch traffic, drain, keep the old. Idempotent."""
     return targets.load_target(environment).deploy_service(service, image, version)
+
+
+@task(name="resolve-image", cache_policy=NO_CACHE, timeout_seconds=120, **RETRIES)
+def resolve_image(environment: str, service: str, version: str, record: ReleaseRecord) -> str:
+    """The image of `service` at `version`: from the record when it names it, else the registry."""
+    previous = record.previous.get(service)
+    if previous is not None and previous.version == version:
+        return previous.image
+    return targets.load_target(environment).image_reference(service, version)

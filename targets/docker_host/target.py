@@ -312,14 +312,15 @@ class DockerHostRuntime:
                     detail=f"{version} already live; nothing changed",
                 )
             new_slot = 1 if live == 0 else 0
-            self._clear_slot(client, service, new_slot)
+            name = containers.container_name(self.env.name, service, version, new_slot)
+            self._clear_slot(client, service, new_slot, name)
             port = route.slot_ports[new_slot]
             env = {**spec.env, "PORT": str(port)}
             if spec.uses_database:
                 env.update(self.block.database.libpq_env())
             container = client.containers.run(
                 image,
-                name=containers.container_name(self.env.name, service, version, new_slot),
+                name=name,
                 detach=True,
                 network_mode="host",
                 environment=env,
@@ -365,12 +366,16 @@ class DockerHostRuntime:
                 f"image {image} is neither in the engine nor in the registry"
             ) from exc
 
-    def _clear_slot(self, client: docker.DockerClient, service: str, slot: int) -> None:
-        """The idle slot may hold a container left by a crashed deploy: it takes no traffic."""
+    def _clear_slot(self, client: docker.DockerClient, service: str, slot: int, name: str) -> None:
+        """Free the idle slot: stop what a crashed deploy left running there (it takes no
+        traffic), and remove a kept container of the same name (the same version on the same
+        slot, e.g. in a rollback), which is recreated from its image."""
         for leftover in containers.find(client, self.env.name, service, slot):
             if leftover.status == "running":
                 _logger().warning(f"stopping {leftover.name}: it ran on the idle slot{slot}")
                 leftover.stop(timeout=10)
+            if leftover.name == name:
+                leftover.remove(force=True)
 
     def _prune(self, client: docker.DockerClient, service: str) -> None:
         found = containers.find(client, self.env.name, service)

@@ -14,10 +14,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from prefect.client.orchestration import get_client
+from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
 from prefect.testing.utilities import prefect_test_harness
 
 import targets
 from flows import events
+from flows.lock import lock_name
 from targets.base import (
     Backup,
     BuildSpec,
@@ -39,8 +42,13 @@ from targets.errors import ReleaseError
 
 
 @pytest.fixture(scope="package", autouse=True)
-def prefect_server() -> Iterator[None]:
-    with prefect_test_harness(server_startup_timeout=60):
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A throwaway server, and a throwaway result store: no cache record outlives the session."""
+    storage = tmp_path_factory.mktemp("results")
+    with (
+        prefect_test_harness(server_startup_timeout=60),
+        temporary_settings({PREFECT_LOCAL_STORAGE_PATH: storage}),
+    ):
         yield
 
 
@@ -118,6 +126,15 @@ class FakeTarget:
             pushed=True,
         )
 
+    def image_exists(self, service: str, tag: str) -> bool:
+        return any(r.version == tag for r in self.live.values())
+
+    def image_reference(self, service: str, tag: str) -> str:
+        return f"reg/{service}:{tag}"
+
+    def restore_database(self, backup: Backup) -> None:
+        self._call("restore")
+
     def live_revision(self, service: str) -> Revision | None:
         return self.live.get(service)
 
@@ -192,6 +209,8 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeTarget]:
         ),
     )
     target = FakeTarget(spec, served)
+    with get_client(sync_client=True) as client:
+        client.upsert_global_concurrency_limit_by_name(lock_name(spec.name), limit=1)
 
     def load_target(environment: str) -> FakeTarget:
         if environment != spec.name:
