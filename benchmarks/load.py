@@ -21,6 +21,9 @@ class LoadResult:
     seconds: float
     ok: int
     failures: list[str] = field(default_factory=list)
+    samples: list[tuple[float, int, str]] = field(
+        default_factory=list, repr=False
+    )  # (wall-clock time, HTTP status or 0 for a transport error, body excerpt)
 
     @property
     def total(self) -> int:
@@ -54,6 +57,13 @@ class SteadyLoad:
         self._stop.set()
         self._thread.join()
 
+    def _record(self, status: int, body: str, ok: bool) -> None:
+        self.result.samples.append((time.time(), status, body[:300]))
+        if ok:
+            self.result.ok += 1
+        else:
+            self.result.failures.append(f"HTTP {status}: {body[:200]}" if status else body)
+
     def _run(self) -> None:
         started = time.monotonic()
         next_at = started
@@ -61,14 +71,9 @@ class SteadyLoad:
             while not self._stop.is_set() and time.monotonic() - started < self.max_seconds:
                 try:
                     response = client.get(self.url)
-                    if self.check(response):
-                        self.result.ok += 1
-                    else:
-                        self.result.failures.append(
-                            f"HTTP {response.status_code}: {response.text[:200]}"
-                        )
+                    self._record(response.status_code, response.text, self.check(response))
                 except httpx.HTTPError as exc:
-                    self.result.failures.append(f"{exc.__class__.__name__}: {exc}")
+                    self._record(0, f"{exc.__class__.__name__}: {exc}", ok=False)
                 next_at += self.interval
                 self._stop.wait(max(0.0, next_at - time.monotonic()))
         self.result.seconds = time.monotonic() - started

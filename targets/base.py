@@ -35,6 +35,11 @@ class ServiceSpec(Frozen):
         description="Where users reach the service, e.g. http://127.0.0.1:8081."
     )
     health_path: str = Field(default="/api/health", description="Path answering 200 when healthy.")
+    lb_check_path: str | None = Field(
+        default=None,
+        description="What the load balancer probes to keep a server in rotation (default: the "
+        "health path). It asks 'can it serve?'; the smoke checks ask 'is it the right version?'.",
+    )
     owns_migrations: bool = Field(default=False, description="Its image runs the migrations.")
     migrations_dir: str = Field(
         default="migrations", description="Folder of NNNN_name.up.sql files, in the context."

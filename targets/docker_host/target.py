@@ -75,7 +75,7 @@ class DockerHostRuntime:
                 service=service.name,
                 public_port=proxy.public_port(service.public_url),
                 slot_ports=(block.port_base + 2 * i, block.port_base + 2 * i + 1),
-                health_path=service.health_path,
+                health_path=service.lb_check_path or service.health_path,
             )
             for i, service in enumerate(environment.ordered())
         }
@@ -159,7 +159,7 @@ class DockerHostRuntime:
         live = {name: proxy.live_slot(states, self._backend(name)) for name in self.routes}
         text = proxy.render_config(self.env.name, list(self.routes.values()), live)
         changed = proxy.write_config(self.block.proxy_config_dir, self.env.name, text)
-        if changed and not all((self._backend(n), "slot0") in states for n in self.routes):
+        if changed:  # a new environment, or new ports or check paths: rare, so a reload is fine
             proxy.reload(self.block.proxy_config_dir, self.block.proxy_pidfile)
             self.admin.wait_for(
                 f"the backends of '{self.env.name}' are loaded",

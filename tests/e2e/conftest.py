@@ -1,0 +1,88 @@
+"""End to end: the deployments of prefect.yaml, run by the stack's worker, against `local` and
+`production`, with the automations the deployments created. Nothing is faked.
+
+`scripts/test.sh` deploys prefect.yaml before pytest runs. These tests change what `local` and
+`production` serve: each starts by releasing a version of its own.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterName,
+    FlowFilter,
+    FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterStartTime,
+)
+from prefect.client.schemas.objects import FlowRun
+from prefect.deployments import run_deployment
+
+from tests.integration.conftest import stack  # noqa: F401  (the stack must be up)
+
+pytestmark = pytest.mark.e2e
+
+LOCAL_FRONTEND = "http://127.0.0.1:8080"
+PRODUCTION_FRONTEND = "http://127.0.0.1:10080"
+
+
+def new_version(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def served_version(frontend: str) -> str | None:
+    """The version the frontend's page shows, or None if it does not answer."""
+    try:
+        return page_version(httpx.get(frontend + "/", timeout=3).text)
+    except httpx.HTTPError:
+        return None
+
+
+def page_version(html: str) -> str | None:
+    match = re.search(r'<span id="version">([^<]+)</span>', html)
+    return match.group(1) if match else None
+
+
+def start(deployment: str, **parameters: Any) -> FlowRun:
+    return run_deployment(deployment, parameters=parameters, timeout=0)
+
+
+def read(flow_run_id: Any) -> FlowRun:
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(flow_run_id)
+
+
+def wait_until(what: str, probe, timeout: float = 600, every: float = 1.0) -> Any:
+    """Bounded polling: the probe's first truthy value, or a failure naming what never happened."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(every)
+    pytest.fail(f"{what} did not happen within {timeout:.0f}s")
+
+
+def wait_final(flow_run_id: Any, timeout: float = 600) -> FlowRun:
+    return wait_until(
+        f"flow run {flow_run_id} ending",
+        lambda: (run := read(flow_run_id)).state and run.state.is_final() and run,
+        timeout=timeout,
+    )
+
+
+def runs_of(flow: str, deployment: str, since: Any) -> list[FlowRun]:
+    with get_client(sync_client=True) as client:
+        return client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[flow])),
+            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[deployment])),
+            flow_run_filter=FlowRunFilter(start_time=FlowRunFilterStartTime(after_=since)),
+        )
