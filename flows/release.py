@@ -95,7 +95,7 @@ def release(
         )
         if dry_run:
             _publish(run, steps, "dry run: nothing changed")
-            return {"status": "dry-run", "version": run.version, "plan": plan.model_dump()}
+            return {"status": "dry-run", "version": run.version, "plan": plan.model_dump(mode="json")}
         if require_approval:
             rejection = _wait_for_approval(plan, steps, approval_timeout_seconds)
             if rejection:

@@ -82,7 +82,11 @@ def wait_healthy(
     last = "no answer yet"
     while time.monotonic() - started < timeout:
         container.reload()
-        if container.status in ("exited", "dead"):
+        # With a restart policy, a crashing container shows as "restarting" or running again
+        # with a restart count: either way it exited before it became healthy.
+        if container.status in ("exited", "dead", "restarting") or container.attrs.get(
+            "RestartCount"
+        ):
             code = container.attrs["State"].get("ExitCode")
             raise ReleaseError(
                 f"{container.name} exited with code {code} before it became healthy; "

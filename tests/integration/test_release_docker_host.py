@@ -10,11 +10,14 @@ import subprocess
 from pathlib import Path
 
 import httpx
+import pytest
+from prefect.variables import Variable
 
 from benchmarks.load import SteadyLoad
 from deployments.register import load_description
 from flows import events
 from flows.release import release
+from tasks.records import variable_name
 from tests.integration.conftest import TestEnvironment, read_events, run_texts, task_states
 
 MIGRATION_2 = "ALTER TABLE pages ADD COLUMN summary text NOT NULL DEFAULT '';\n"
@@ -31,6 +34,22 @@ def serving(env: TestEnvironment) -> tuple[str, str, int]:
     """(frontend version, backend version as the frontend sees it, schema version)."""
     body = httpx.get(env.url("frontend") + "/api/backend", timeout=5).json()
     return body["frontend_version"], body["backend"]["version"], body["backend"]["schema_version"]
+
+
+def test_dry_run_publishes_the_plan_and_changes_nothing(environment: TestEnvironment):
+    result = release(environment.name, "v1", str(environment.source), dry_run=True)
+
+    assert result["status"] == "dry-run"
+    plan = result["plan"]
+    assert [(s["service"], s["current"], s["next"], s["to_build"]) for s in plan["services"]] == [
+        ("backend", "nothing", "v1", True),
+        ("frontend", "nothing", "v1", True),
+    ]
+    assert plan["pending_migrations"] == [1]
+    assert environment.containers() == []
+    assert Variable.get(variable_name(environment.name), default=None) is None
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(environment.url("frontend") + "/", timeout=2).raise_for_status()
 
 
 def test_first_release_to_an_empty_environment(environment: TestEnvironment):
