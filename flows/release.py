@@ -95,7 +95,11 @@ def release(
         )
         if dry_run:
             _publish(run, steps, "dry run: nothing changed")
-            return {"status": "dry-run", "version": run.version, "plan": plan.model_dump(mode="json")}
+            return {
+                "status": "dry-run",
+                "version": run.version,
+                "plan": plan.model_dump(mode="json"),
+            }
         if require_approval:
             rejection = _wait_for_approval(plan, steps, approval_timeout_seconds)
             if rejection:
@@ -199,13 +203,13 @@ def _apply(
 
     with steps.step("backup") as row:
         backup = backup_database(environment, run.record.release_id)
-        run.record = write_release_record(run.record.model_copy(update={"backup": backup}))
+        # One write: the backup, and that changes start now (the migrations are next).
+        run.record = write_release_record(
+            run.record.model_copy(update={"backup": backup, "changed_environment": True})
+        )
         row.result = f"{backup.location} ({backup.size_bytes} bytes; {backup.detail})"
 
     with steps.step("migrate") as row:
-        run.record = write_release_record(
-            run.record.model_copy(update={"changed_environment": True})
-        )
         migration = run_migrations(environment, _owner_image(spec, pushed))
         applied = sorted({*run.record.migrations_applied, *migration.applied})
         run.record = write_release_record(

@@ -153,7 +153,12 @@ class FakeTarget:
         )
 
     def migrate(self, image: str, direction: str, steps: int = 1) -> MigrationResult:
-        self._call("migrate")
+        self._call(f"migrate:{direction}:{steps}" if direction == "down" else "migrate:up")
+        if direction == "down":
+            self.schema -= steps
+            return MigrationResult(
+                direction="down", reverted=(2,), schema_version=self.schema, changed=True
+            )
         self.schema = 2
         return MigrationResult(direction="up", applied=(2,), schema_version=2, changed=True)
 

@@ -1,0 +1,109 @@
+"""The Prefect UI: a person starts a release from the deployment page and watches it complete.
+
+The browser is Debian's headless Chromium (`apt-get install chromium`) driven by Playwright;
+Playwright's own browser downloads are never used.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+from prefect.client.orchestration import get_client
+
+from tests.e2e.conftest import LOCAL_FRONTEND, new_version, read, served_version
+
+pytestmark = pytest.mark.e2e
+
+UI = "http://127.0.0.1:4200"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+FINAL_STATE = re.compile(r"^(Completed|Failed|Crashed|Cancelled)$")
+
+
+@pytest.fixture
+def browser_page() -> Iterator[Page]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: `apt-get install -y chromium`")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+        finally:
+            browser.close()
+
+
+@contextmanager
+def screenshot_on_failure(page: Page, path: Path) -> Iterator[None]:
+    """A failure names a screenshot of what the page showed then."""
+    try:
+        yield
+    except (Exception, pytest.fail.Exception) as exc:
+        page.screenshot(path=path, full_page=True)
+        pytest.fail(f"{exc}\nscreenshot of the page: {path}")
+
+
+def deployment_id(name: str) -> UUID:
+    with get_client(sync_client=True) as client:
+        return client.read_deployment_by_name(name).id
+
+
+def start_custom_run(page: Page, deployment: UUID, version: str) -> None:
+    """Run → Custom run, with `version` given as a string: the field is `str | int | None`."""
+    page.goto(f"{UI}/deployments/deployment/{deployment}")
+    page.get_by_role("button", name="Run", exact=True).click()
+    page.get_by_text("Custom run", exact=True).click()
+    field = page.locator(".schema-form-property").filter(
+        has=page.get_by_text(re.compile(r"^version( \(Optional\))?$"))
+    )
+    field.get_by_role("button", name="str", exact=True).click()
+    field.get_by_role("textbox").fill(version)
+    page.get_by_role("button", name="Submit").click()
+
+
+def open_new_run(page: Page) -> UUID:
+    """Follow the toast's View run to the flow run page; the id is in its address.
+
+    The UI mounts its toast container twice and the last copy is the one on top.
+    """
+    page.get_by_role("button", name="View run").last.click()
+    page.wait_for_url(re.compile(r"/runs/flow-run/[0-9a-f-]{36}"))
+    return UUID(re.search(r"/runs/flow-run/([0-9a-f-]{36})", page.url).group(1))
+
+
+def final_state_shown(page: Page, timeout: float) -> str:
+    """The state badge in the run page's heading, once it shows a final state (the page polls)."""
+    badge = page.locator("header").get_by_text(FINAL_STATE)
+    expect(badge).to_be_visible(timeout=timeout * 1000)
+    return badge.inner_text()
+
+
+def test_release_started_from_the_deployment_page_completes(browser_page: Page, tmp_path: Path):
+    version = new_version("ui")
+    deployment = deployment_id("release/local")
+
+    with screenshot_on_failure(browser_page, tmp_path / "ui.png"):
+        start_custom_run(browser_page, deployment, version)
+        run_id = open_new_run(browser_page)
+        assert final_state_shown(browser_page, timeout=300) == "Completed"
+
+    run = read(run_id)
+    assert run.deployment_id == deployment
+    assert run.state.is_completed(), run.state
+    assert {"version": version, "environment": "local"}.items() <= run.parameters.items()
+    assert served_version(LOCAL_FRONTEND) == version
