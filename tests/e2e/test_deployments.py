@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import pytest
+from prefect.client.orchestration import get_client
 from prefect.concurrency.sync import concurrency
 from prefect.flow_runs import resume_flow_run
 
@@ -86,3 +90,39 @@ def test_rejected_production_release_changes_nothing(production_baseline):
     assert final.is_cancelled(), final
     assert "rejected" in final.message and "not today" in final.message
     assert served_version(PRODUCTION_FRONTEND) == before
+
+
+def test_cli_run_with_an_all_digits_version_as_the_ci_example_does():
+    version = "2026112601"
+    prefect = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "prefect"
+
+    done = subprocess.run(
+        [
+            str(prefect),
+            "deployment",
+            "run",
+            "release/local",
+            "--params",
+            f'{{"version": "{version}"}}',
+            "--watch",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert served_version(LOCAL_FRONTEND) == version
+
+
+def test_staging_releases_nightly_from_the_main_branch():
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("release/staging")
+        schedules = client.read_deployment_schedules(deployment.id)
+
+    assert [(s.schedule.cron, s.schedule.timezone, s.active) for s in schedules] == [
+        ("0 2 * * *", "UTC", True)
+    ]
+    assert deployment.parameters["git_ref"] == "main"
+    assert deployment.parameters["git_repository"]
