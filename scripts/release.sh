@@ -12,7 +12,9 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 "$ROOT/scripts/stack.sh" up
 eval "$("$ROOT/scripts/stack.sh" env)"
 cd "$ROOT"
-.venv/bin/python -m deployments.register local
+.venv/bin/python -m deployments.register
+# The deployments (and so the automatic rollback when a release fails) exist from the first run.
+.venv/bin/prefect --no-prompt deploy --all >/dev/null
 args=()
 if [[ $# -gt 0 && $1 != --* ]]; then args+=(--version "$1"); shift; fi
 exec .venv/bin/python -m flows.release --environment local "${args[@]}" "$@"

@@ -4,9 +4,16 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 "$ROOT/scripts/stack.sh" up
+if ! command -v chromium >/dev/null; then  # the browser test drives Debian's Chromium
+  echo "[test] installing chromium"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
 eval "$("$ROOT/scripts/stack.sh" env)"
 cd "$ROOT"
-.venv/bin/python -m deployments.register local
+.venv/bin/python -m deployments.register
+echo "[test] deploying prefect.yaml"
+.venv/bin/prefect --no-prompt deploy --all >/dev/null
 echo "[test] ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
