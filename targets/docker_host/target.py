@@ -295,15 +295,11 @@ class DockerHostRuntime:
         )
 
     def deploy_service(self, service: str, image: str, version: str) -> DeployResult:
-        log = _logger()
-        spec = self.env.service(service)
-        route = self.routes[service]
         backend = self._backend(service)
         live = proxy.live_slot(self.admin.states(), backend)
         previous = self.live_revision(service)
         with self._docker() as client:
-            target_id = self._ensure_image(client, image)
-            if previous is not None and previous.image_id == target_id:
+            if previous is not None and previous.image_id == self._ensure_image(client, image):
                 return DeployResult(
                     service=service,
                     changed=False,
@@ -312,38 +308,11 @@ class DockerHostRuntime:
                     detail=f"{version} already live; nothing changed",
                 )
             new_slot = 1 if live == 0 else 0
-            name = containers.container_name(self.env.name, service, version, new_slot)
-            self._clear_slot(client, service, new_slot, name)
-            port = route.slot_ports[new_slot]
-            env = {**spec.env, "PORT": str(port)}
-            if spec.uses_database:
-                env.update(self.block.database.libpq_env())
-            container = client.containers.run(
-                image,
-                name=name,
-                detach=True,
-                network_mode="host",
-                environment=env,
-                labels=containers.labels(self.env.name, service, version, new_slot),
-                restart_policy={"Name": "unless-stopped"},
-            )
-            url = f"http://127.0.0.1:{port}{spec.health_path}"
-            log.info(f"{service} {version}: started {container.name} on port {port}")
-            try:
-                took = containers.wait_healthy(
-                    container, url, spec.health_timeout_seconds, log.info
-                )
-            except ReleaseError:
-                container.remove(force=True)
-                raise
-            log.info(f"{service} {version}: healthy after {took:.1f}s; switching traffic")
+            container = self._start_healthy(client, service, image, version, new_slot)
+            _logger().info(f"{service} {version}: healthy; switching traffic to slot{new_slot}")
             self.admin.switch(backend, new_slot, live)
             self._write_proxy_state()
-            if live is not None:
-                for old in containers.find(client, self.env.name, service, live):
-                    if old.status == "running":
-                        old.stop(timeout=10)
-            self._prune(client, service)
+            self._retire(client, service, live)
             container.reload()
             current = self._revision(container)
         return DeployResult(
@@ -353,6 +322,43 @@ class DockerHostRuntime:
             current=current,
             detail=f"slot{new_slot} live; previous {'kept stopped' if previous else 'none'}",
         )
+
+    def _start_healthy(
+        self, client: docker.DockerClient, service: str, image: str, version: str, slot: int
+    ):
+        """Start `image` on the idle `slot` and wait for its health; remove it if it never is."""
+        spec = self.env.service(service)
+        port = self.routes[service].slot_ports[slot]
+        name = containers.container_name(self.env.name, service, version, slot)
+        self._clear_slot(client, service, slot, name)
+        env = {**spec.env, "PORT": str(port)}
+        if spec.uses_database:
+            env.update(self.block.database.libpq_env())
+        container = client.containers.run(
+            image,
+            name=name,
+            detach=True,
+            network_mode="host",
+            environment=env,
+            labels=containers.labels(self.env.name, service, version, slot),
+            restart_policy={"Name": "unless-stopped"},
+        )
+        _logger().info(f"{service} {version}: started {name} on port {port}")
+        url = f"http://127.0.0.1:{port}{spec.health_path}"
+        try:
+            containers.wait_healthy(container, url, spec.health_timeout_seconds, _logger().info)
+        except ReleaseError:
+            container.remove(force=True)
+            raise
+        return container
+
+    def _retire(self, client: docker.DockerClient, service: str, slot: int | None) -> None:
+        """Stop what ran on the old slot (kept for rollback), then prune beyond keep_revisions."""
+        if slot is not None:
+            for old in containers.find(client, self.env.name, service, slot):
+                if old.status == "running":
+                    old.stop(timeout=10)
+        self._prune(client, service)
 
     def _ensure_image(self, client: docker.DockerClient, image: str) -> str:
         try:
