@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect.blocks.core import Block
 from pydantic import Field
 
+from blocks.aws import AwsTarget
 from blocks.targets import DockerHostTarget
 from targets.base import CheckSpec, EnvironmentSpec, ServiceSpec
 from targets.errors import ReleaseError
@@ -23,7 +24,9 @@ class FlowmastersEnvironment(Block):
     _block_type_name = "Flowmasters Environment"
     _description = "An environment of Flow Masters: its target, services, public URLs and checks."
 
-    target: DockerHostTarget = Field(description="Where the environment runs.")
+    target: DockerHostTarget | AwsTarget = Field(
+        description="Where the environment runs: a Docker host or AWS; chosen once per run."
+    )
     services: list[ServiceSpec] = Field(description="The services, with build and health details.")
     checks: CheckSpec = Field(default_factory=CheckSpec, description="Smoke-check settings.")
     build_args: dict[str, str] = Field(

@@ -16,7 +16,7 @@ def verify_infrastructure(environment: str) -> InfrastructureReport:
     return targets.load_target(environment).verify()
 
 
-@task(name="provision-infrastructure", timeout_seconds=600, cache_policy=NO_CACHE, **RETRIES)
+@task(name="provision-infrastructure", timeout_seconds=3600, cache_policy=NO_CACHE, **RETRIES)
 def provision_infrastructure(environment: str) -> InfrastructureReport:
     """Create what the environment lacks; changes nothing when everything is in place."""
     return targets.load_target(environment).provision()

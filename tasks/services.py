@@ -22,7 +22,9 @@ def read_live_revisions(environment: str, services: list[str]) -> dict[str, Revi
     name="deploy-service",
     task_run_name="deploy-{service}-{version}",
     cache_policy=NO_CACHE,
-    timeout_seconds=900,
+    # Above the targets' own deploy budgets (AWS: 900 s), so their message, naming the service
+    # and its last events, is the one a person sees.
+    timeout_seconds=1200,
     **RETRIES,
 )
 def deploy_service(environment: str, service: str, image: str, version: str) -> DeployResult:

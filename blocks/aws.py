@@ -1,0 +1,101 @@
+"""The AWS target block: where an environment runs on AWS, with the connections it needs."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from prefect.blocks.core import Block
+from prefect_aws import AwsCredentials
+from prefect_docker import DockerHost
+from pydantic import Field
+
+if TYPE_CHECKING:
+    from targets.base import EnvironmentSpec, Target
+
+
+class AwsTarget(Block):
+    """An AWS environment: one CloudFormation stack with an ECS (Fargate) cluster, ECR
+    repositories, an RDS database, ALB target groups and a CloudFront distribution.
+
+    A release registers a task definition revision with the new image for each service, updates
+    its ECS service and waits until ECS reports the rollout COMPLETED on that revision; older
+    revisions are kept for rollback. Images are built by `docker_host` and pushed to ECR.
+
+    Example:
+        ```python
+        from blocks.aws import AwsTarget
+        target = AwsTarget.load("BLOCK_NAME")
+        ```
+    """
+
+    _block_type_name = "Flowmasters AWS Target"
+    _description = (
+        "An AWS environment of Flow Masters: ECS services, ECR, RDS, ALB and CloudFront, "
+        "managed through one CloudFormation stack."
+    )
+
+    aws_credentials: AwsCredentials = Field(
+        description="Credentials, region and client parameters (e.g. endpoint_url) for boto3."
+    )
+    stack_name: str = Field(description="CloudFormation stack holding the environment.")
+    template_path: str = Field(
+        default="infra/cloudformation/flowmasters.yaml",
+        description="Stack template, relative to the repository root unless absolute.",
+    )
+    stack_parameters: dict[str, str] = Field(
+        default_factory=dict, description="Parameters passed to the stack template."
+    )
+    image_parameters: dict[str, str] = Field(
+        default_factory=dict,
+        description="Our service name -> template parameter that takes its image, e.g. "
+        "{'backend': 'BackendImage'}; a stack update passes the live image, so it never undoes "
+        "a release.",
+    )
+    cluster: str = Field(description="ECS cluster name.")
+    services: dict[str, str] = Field(
+        description="Our service name -> ECS service name, e.g. {'backend': 'fm-backend'}."
+    )
+    repositories: dict[str, str] = Field(
+        default_factory=dict,
+        description="Our service name -> ECR repository name, e.g. "
+        "{'backend': 'flowmasters-staging/backend'} (default: the service's `repository`).",
+    )
+    db_instance_identifier: str = Field(description="RDS instance of the application database.")
+    distribution_id: str | None = Field(
+        default=None, description="CloudFront distribution to invalidate after a release."
+    )
+    target_groups: dict[str, str] = Field(
+        default_factory=dict,
+        description="Our service name -> ALB target group ARN that must have healthy targets.",
+    )
+    subnets: list[str] = Field(
+        default_factory=list,
+        description="Subnets of one-off migration tasks (default: the service's own).",
+    )
+    security_groups: list[str] = Field(
+        default_factory=list,
+        description="Security groups of one-off migration tasks (default: the service's own).",
+    )
+    invalidation_paths: list[str] = Field(
+        default_factory=lambda: ["/*"], description="CloudFront paths invalidated per release."
+    )
+    deploy_timeout_seconds: float = Field(
+        default=900,
+        gt=0,
+        description="Budget for one ECS deployment, one migration task or one invalidation.",
+    )
+    infrastructure_timeout_seconds: float = Field(
+        default=3600,
+        gt=0,
+        description="Budget for a stack change, an RDS snapshot or an RDS restore.",
+    )
+    poll_seconds: float = Field(default=5, gt=0, description="Pause between status polls.")
+    docker_host: DockerHost = Field(
+        default_factory=DockerHost, description="The Docker engine that builds and pushes images."
+    )
+
+    def connect(self, environment: EnvironmentSpec) -> Target:
+        """The runtime the tasks call for this environment."""
+        from targets.aws.target import AwsRuntime
+
+        return AwsRuntime(self, environment)

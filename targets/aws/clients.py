@@ -1,0 +1,133 @@
+"""boto3 clients, error translation and bounded polling shared by the AWS modules."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, ParamSpec, TypeVar
+
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
+from botocore.exceptions import ConnectionError as BotoConnectionError
+
+from targets.errors import ReleaseError, TransientError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+TRANSIENT_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "InternalError",
+        "InternalFailure",
+        "ServerException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "PriorRequestNotComplete",
+    }
+)
+# botocore logs request headers and response bodies at DEBUG: the session token, the signing
+# material and ECR's registry password would end up in any DEBUG log handler.
+WIRE_LOGGERS = ("botocore", "boto3", "urllib3", "s3transfer")
+
+
+def logger() -> logging.Logger | logging.LoggerAdapter:
+    from prefect.exceptions import MissingContextError
+    from prefect.logging import get_run_logger
+
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger("flowmasters.aws")
+
+
+def quiet_wire_logs() -> None:
+    """Cap the SDK's wire logs at INFO unless someone configured their level on purpose."""
+    for name in WIRE_LOGGERS:
+        log = logging.getLogger(name)
+        if log.level == logging.NOTSET:
+            log.setLevel(logging.INFO)
+
+
+def error_code(exc: ClientError) -> str:
+    return exc.response.get("Error", {}).get("Code", "")
+
+
+def translate(exc: Exception, what: str) -> Exception:
+    """A ReleaseError (a person must act) or TransientError (may pass) for an SDK failure."""
+    if isinstance(exc, ClientError):
+        code = error_code(exc)
+        message = exc.response.get("Error", {}).get("Message", "")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if code in TRANSIENT_CODES or status >= 500:
+            return TransientError(f"{what}: AWS answered {code or status} ({message}); retrying")
+        return ReleaseError(f"{what}: AWS refused with {code}: {message}")
+    if isinstance(exc, NoCredentialsError):
+        return ReleaseError(f"{what}: no AWS credentials; fill in the block's AwsCredentials")
+    if isinstance(exc, BotoConnectionError | ReadTimeoutError):
+        return TransientError(f"{what}: AWS endpoint unreachable ({exc.__class__.__name__})")
+    return ReleaseError(f"{what}: {exc}")
+
+
+@contextmanager
+def aws_errors(what: str) -> Iterator[None]:
+    try:
+        yield
+    except (ClientError, BotoCoreError) as exc:
+        raise translate(exc, what) from exc
+
+
+def translated(what: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorate a Target method: SDK failures leave it as ReleaseError or TransientError."""
+
+    def wrap(fn: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(fn)
+        def inner(*args: P.args, **kwargs: P.kwargs) -> R:
+            with aws_errors(what):
+                return fn(*args, **kwargs)
+
+        return inner
+
+    return wrap
+
+
+def poll(
+    what: str,
+    probe: Callable[[], tuple[bool, Any, str]],
+    timeout: float,
+    interval: float,
+    log: Callable[[str], None],
+    hint: Callable[[], str] = lambda: "",
+) -> Any:
+    """Call `probe` every `interval` seconds until it says done; log its progress each time.
+
+    `probe` returns (done, value, progress). Past `timeout`, a ReleaseError names `what`, the
+    last progress seen and `hint()`.
+    """
+    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    while True:
+        done, value, progress = probe()
+        if done:
+            return value
+        waited = time.monotonic() - started
+        if time.monotonic() >= deadline:
+            extra = hint()
+            raise ReleaseError(
+                f"{what} did not complete in {timeout:g}s; last seen: {progress}"
+                + (f"; {extra}" if extra else "")
+            )
+        log(f"{what}: {progress} ({waited:.0f}s)")
+        time.sleep(interval)

@@ -1,0 +1,219 @@
+"""Pure decisions of the AWS target: plain dicts (boto3 responses) in, a verdict out.
+
+No I/O here, so each rule is unit-tested on recorded-shape responses (tests/unit/test_aws_decisions.py).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Literal, NamedTuple
+
+import yaml
+
+State = Literal["in_progress", "succeeded", "failed"]
+
+# What describe_task_definition returns but register_task_definition refuses.
+READ_ONLY_TASK_DEFINITION_KEYS = frozenset(
+    {
+        "taskDefinitionArn",
+        "revision",
+        "status",
+        "requiresAttributes",
+        "compatibilities",
+        "registeredAt",
+        "registeredBy",
+        "deregisteredAt",
+    }
+)
+
+
+class Outcome(NamedTuple):
+    state: State
+    reason: str
+
+
+def primary_deployment(service: dict[str, Any]) -> dict[str, Any] | None:
+    return next((d for d in service.get("deployments", []) if d.get("status") == "PRIMARY"), None)
+
+
+def deployment_outcome(service: dict[str, Any], new_td_arn: str) -> Outcome:
+    """Where an ECS rolling deployment of `new_td_arn` stands, from one describe_services entry.
+
+    Success is only the PRIMARY deployment running the new task definition with rolloutState
+    COMPLETED and every desired task running. A PRIMARY on another task definition means ECS's
+    circuit breaker rolled it back (or someone deployed over it): a failure, never a success,
+    even though the service is stable again.
+    """
+    primary = primary_deployment(service)
+    ours = next(
+        (d for d in service.get("deployments", []) if d.get("taskDefinition") == new_td_arn), None
+    )
+    if primary is None:
+        return Outcome("in_progress", "no PRIMARY deployment yet")
+    if primary.get("taskDefinition") != new_td_arn:
+        if ours is not None and ours.get("rolloutState") == "FAILED":
+            return Outcome(
+                "failed",
+                f"ECS rolled the deployment back: {ours.get('rolloutStateReason', 'FAILED')}; "
+                f"the service runs {primary.get('taskDefinition')} again",
+            )
+        return Outcome(
+            "failed",
+            f"the PRIMARY deployment runs {primary.get('taskDefinition')}, not {new_td_arn}: ECS "
+            "rolled it back or another deploy replaced it",
+        )
+    state = primary.get("rolloutState")
+    running, desired = primary.get("runningCount", 0), primary.get("desiredCount", 0)
+    counts = (
+        f"{running}/{desired} running, {primary.get('pendingCount', 0)} pending, "
+        f"{primary.get('failedTasks', 0)} failed tasks"
+    )
+    if state == "FAILED":
+        return Outcome("failed", f"rollout FAILED: {primary.get('rolloutStateReason', '')}")
+    if state == "COMPLETED" and running == desired:
+        return Outcome("succeeded", f"rollout COMPLETED, {counts}")
+    return Outcome("in_progress", f"rollout {state or 'unknown'}, {counts}")
+
+
+def new_events(events: list[dict[str, Any]], seen: set[str]) -> list[dict[str, Any]]:
+    """Service events not logged yet, oldest first (ECS lists them newest first)."""
+    return [e for e in reversed(events) if e.get("id") not in seen]
+
+
+class ImageRef(NamedTuple):
+    repository: str
+    tag: str | None
+    digest: str | None
+
+
+def parse_image(image: str) -> ImageRef:
+    """Split `registry:port/name:tag@sha256:...`; the port's colon is not a tag's."""
+    name, _, digest = image.partition("@")
+    last = name.rsplit("/", 1)[-1]
+    tag = None
+    if ":" in last:
+        name, tag = name.rsplit(":", 1)
+    return ImageRef(repository=name, tag=tag, digest=digest or None)
+
+
+def repository_name(repository: str) -> str:
+    """The ECR repository name of an image repository: the path after the registry host."""
+    first, _, rest = repository.partition("/")
+    return rest if rest and ("." in first or ":" in first or first == "localhost") else repository
+
+
+def rds_identifier(text: str, max_length: int = 255) -> str:
+    """An RDS identifier from free text: letters, digits and single hyphens, starting with a
+    letter, not ending with a hyphen, at most `max_length` characters."""
+    cleaned = re.sub(r"-{2,}", "-", re.sub(r"[^A-Za-z0-9]", "-", text)).strip("-")
+    if not cleaned or not cleaned[0].isalpha():
+        cleaned = f"fm-{cleaned}".rstrip("-")
+    return cleaned[:max_length].rstrip("-")
+
+
+def snapshot_identifier(db_instance: str, backup_id: str) -> str:
+    return rds_identifier(f"{db_instance}-{backup_id}")
+
+
+def main_container(task_definition: dict[str, Any], service: str) -> dict[str, Any]:
+    """The service's container: the one named like the service, else the first essential one."""
+    containers = task_definition.get("containerDefinitions", [])
+    if not containers:
+        raise ValueError(f"task definition {task_definition.get('taskDefinitionArn')} has none")
+    named = [c for c in containers if c.get("name") == service]
+    essential = [c for c in containers if c.get("essential", True)]
+    return (named or essential or containers)[0]
+
+
+def with_image(task_definition: dict[str, Any], container: str, image: str) -> dict[str, Any]:
+    """register_task_definition arguments: a copy of `task_definition` with only one image changed."""
+    spec = {
+        k: v
+        for k, v in task_definition.items()
+        if k not in READ_ONLY_TASK_DEFINITION_KEYS and v is not None
+    }
+    spec["containerDefinitions"] = [
+        {**c, "image": image} if c.get("name") == container else dict(c)
+        for c in task_definition.get("containerDefinitions", [])
+    ]
+    return spec
+
+
+def change_set_summary(changes: list[dict[str, Any]]) -> str:
+    """One line per resource change of a CloudFormation change set, for people to review."""
+    lines = []
+    for change in changes:
+        rc = change.get("ResourceChange", {})
+        replace = rc.get("Replacement")
+        suffix = f" (replacement: {replace})" if replace and replace != "False" else ""
+        lines.append(
+            f"{rc.get('Action', '?')} {rc.get('ResourceType', '?')} "
+            f"{rc.get('LogicalResourceId', '?')}{suffix}"
+        )
+    return "\n".join(lines) or "no resource changes"
+
+
+def change_set_is_empty(status: str, reason: str | None) -> bool:
+    """True for the FAILED change set CloudFormation makes when the template changed nothing."""
+    text = (reason or "").lower()
+    return status == "FAILED" and ("didn't contain changes" in text or "no updates" in text)
+
+
+def task_exit(task: dict[str, Any], container: str) -> tuple[int | None, str]:
+    """The exit code of `container` in a STOPPED task (None if it never ran) and why it stopped."""
+    found = next((c for c in task.get("containers", []) if c.get("name") == container), None)
+    why = "; ".join(
+        str(x)
+        for x in (task.get("stopCode"), task.get("stoppedReason"), (found or {}).get("reason"))
+        if x
+    )
+    return ((found or {}).get("exitCode"), why)
+
+
+def last_json_line(lines: list[str]) -> dict[str, Any] | None:
+    """The JSON result a one-off command prints last, or None."""
+    for line in reversed([x.strip() for x in lines if x.strip()]):
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError:
+            return None
+        return value if isinstance(value, dict) else None
+    return None
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """YAML that tolerates CloudFormation's short-form tags (!Ref, !Sub, ...)."""
+
+
+_CfnLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
+
+
+def template_parameters(template: str) -> set[str]:
+    """The parameter names a CloudFormation template (YAML or JSON) declares."""
+    document = yaml.load(template, Loader=_CfnLoader) or {}  # a SafeLoader
+    return set((document.get("Parameters") or {}).keys())
+
+
+def stack_parameters(
+    declared: set[str], previous: set[str], given: dict[str, str]
+) -> list[dict[str, Any]]:
+    """CreateChangeSet parameters: the given values, and for the rest of the parameters the stack
+    already has, its previous values (left out, CloudFormation would reset them to defaults)."""
+    values: list[dict[str, Any]] = [
+        {"ParameterKey": k, "ParameterValue": v} for k, v in sorted(given.items()) if k in declared
+    ]
+    kept = sorted((declared & previous) - given.keys())
+    return values + [{"ParameterKey": k, "UsePreviousValue": True} for k in kept]
+
+
+def failed_stack_events(events: list[dict[str, Any]], limit: int = 5) -> str:
+    """Why a stack operation failed: its latest *_FAILED events, oldest first."""
+    failed = [e for e in events if str(e.get("ResourceStatus", "")).endswith("_FAILED")][:limit]
+    return (
+        "; ".join(
+            f"{e.get('LogicalResourceId')}: {e.get('ResourceStatusReason', e.get('ResourceStatus'))}"
+            for e in reversed(failed)
+        )
+        or "no failed resource events"
+    )

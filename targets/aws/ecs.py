@@ -1,0 +1,226 @@
+"""ECS: task definitions, rolling deploys judged by `decisions.deployment_outcome`, one-off tasks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from targets.aws.clients import error_code, poll
+from targets.aws.decisions import (
+    deployment_outcome,
+    main_container,
+    new_events,
+    parse_image,
+    primary_deployment,
+    with_image,
+)
+from targets.base import DeployResult, Revision
+from targets.errors import ReleaseError
+
+PROVISION_HINT = "run the provision step (or create the CloudFormation stack) first"
+
+
+class Ecs:
+    def __init__(
+        self,
+        client: Any,
+        cluster: str,
+        timeout: float,
+        interval: float,
+        log: Callable[[str], None],
+    ):
+        self.client, self.cluster = client, cluster
+        self.timeout, self.interval, self.log = timeout, interval, log
+
+    def service(self, name: str) -> dict[str, Any]:
+        found = self.client.describe_services(cluster=self.cluster, services=[name])
+        service = next(iter(found.get("services", [])), None)
+        if service is None or service.get("status") != "ACTIVE":
+            state = service.get("status") if service else "missing"
+            raise ReleaseError(
+                f"ECS service {name} in cluster {self.cluster} is {state}: {PROVISION_HINT}"
+            )
+        return service
+
+    def task_definition(self, arn: str) -> dict[str, Any]:
+        return self.client.describe_task_definition(taskDefinition=arn)["taskDefinition"]
+
+    def live_task_definition(self, service: dict[str, Any]) -> dict[str, Any]:
+        """What the service runs: the PRIMARY deployment's task definition."""
+        primary = primary_deployment(service)
+        return self.task_definition((primary or service)["taskDefinition"])
+
+    def task_definition_for(self, current: dict[str, Any], container: str, image: str) -> str:
+        """A task definition like `current` with `container` running `image`: `current` itself,
+        the family's latest revision if it is exactly that (a re-run, or the migration step
+        registered it), else a new revision. Older revisions are never deregistered."""
+        if main_container(current, container)["image"] == image:
+            return current["taskDefinitionArn"]
+        wanted = with_image(current, container, image)
+        latest = self.task_definition(current["family"])
+        if with_image(latest, container, image) == wanted and _image(latest, container) == image:
+            return latest["taskDefinitionArn"]
+        registered = self.client.register_task_definition(**wanted)["taskDefinition"]
+        self.log(f"registered {registered['taskDefinitionArn']} ({container}: {image})")
+        return registered["taskDefinitionArn"]
+
+    def revision(
+        self, service: str, task_definition: dict[str, Any], image_id: Callable[[str], str]
+    ) -> Revision:
+        image = main_container(task_definition, service)["image"]
+        return Revision(
+            service=service,
+            version=parse_image(image).tag or "untagged",
+            image=image,
+            image_id=image_id(image),
+            revision_id=task_definition["taskDefinitionArn"],
+        )
+
+    def deploy(
+        self,
+        service: str,
+        ecs_name: str,
+        image: str,
+        version: str,
+        image_id: Callable[[str], str],
+    ) -> DeployResult:
+        """Roll `ecs_name` to `image`; given an older image, the same call is the rollback."""
+        described = self.service(ecs_name)
+        seen = {e["id"] for e in described.get("events", [])}
+        current_td = self.live_task_definition(described)
+        previous = self.revision(service, current_td, image_id)
+        label = f"{service} {version}"
+        if previous.image == image:
+            outcome = deployment_outcome(described, previous.revision_id)
+            if outcome.state == "succeeded":
+                return DeployResult(
+                    service=service,
+                    changed=False,
+                    previous=previous,
+                    current=previous,
+                    detail=f"{version} already live ({previous.revision_id}); nothing changed",
+                )
+            # An earlier attempt started this deployment and did not see it finish: wait for it.
+            reason = self.wait(ecs_name, previous.revision_id, label, seen)
+            return DeployResult(
+                service=service,
+                changed=False,
+                previous=None,
+                current=previous,
+                detail=f"waited for the deployment already under way: {reason}",
+            )
+        new_arn = self.task_definition_for(
+            current_td, main_container(current_td, service)["name"], image
+        )
+        self.client.update_service(
+            cluster=self.cluster, service=ecs_name, taskDefinition=new_arn, forceNewDeployment=False
+        )
+        self.log(f"{label}: {ecs_name} updated to {new_arn} (previous {previous.revision_id} kept)")
+        reason = self.wait(ecs_name, new_arn, label, seen)
+        current = self.revision(service, self.task_definition(new_arn), image_id)
+        return DeployResult(
+            service=service,
+            changed=True,
+            previous=previous,
+            current=current,
+            detail=f"{new_arn}: {reason}; previous {previous.revision_id} kept for rollback",
+        )
+
+    def restart(self, ecs_name: str, label: str) -> str:
+        """A new deployment of the same task definition (fresh tasks), waited for."""
+        described = self.service(ecs_name)
+        seen = {e["id"] for e in described.get("events", [])}
+        self.client.update_service(cluster=self.cluster, service=ecs_name, forceNewDeployment=True)
+        return self.wait(ecs_name, described["taskDefinition"], label, seen)
+
+    def wait(self, ecs_name: str, new_arn: str, label: str, seen: set[str]) -> str:
+        """Poll the service until the deployment of `new_arn` succeeds; log its new events."""
+        recent: list[str] = []
+
+        def probe() -> tuple[bool, str, str]:
+            service = self.service(ecs_name)
+            for event in new_events(service.get("events", []), seen):
+                seen.add(event["id"])
+                recent.append(event["message"])
+                self.log(f"{label}: {event['message']}")
+            outcome = deployment_outcome(service, new_arn)
+            if outcome.state == "failed":
+                raise ReleaseError(
+                    f"deploy of {label} to ECS service {ecs_name} failed: {outcome.reason}. "
+                    f"Last events: {_last(recent)}"
+                )
+            return outcome.state == "succeeded", outcome.reason, outcome.reason
+
+        return poll(
+            f"deploy of {label} to ECS service {ecs_name}",
+            probe,
+            self.timeout,
+            self.interval,
+            self.log,
+            hint=lambda: f"last events: {_last(recent)}",
+        )
+
+    def run_one_off(
+        self, td_arn: str, container: str, command: list[str], network: dict[str, Any], label: str
+    ) -> dict[str, Any]:
+        """Run `command` once in a Fargate task of `td_arn`; returns the STOPPED task."""
+        started = self.client.run_task(
+            cluster=self.cluster,
+            taskDefinition=td_arn,
+            launchType="FARGATE",
+            count=1,
+            startedBy="flowmasters",
+            networkConfiguration={"awsvpcConfiguration": network},
+            overrides={"containerOverrides": [{"name": container, "command": command}]},
+        )
+        if started.get("failures") or not started.get("tasks"):
+            raise ReleaseError(f"{label}: ECS could not start the task: {started.get('failures')}")
+        arn = started["tasks"][0]["taskArn"]
+        self.log(f"{label}: started task {arn}")
+
+        def probe() -> tuple[bool, dict[str, Any], str]:
+            task = self.client.describe_tasks(cluster=self.cluster, tasks=[arn])["tasks"][0]
+            return task.get("lastStatus") == "STOPPED", task, f"task {task.get('lastStatus')}"
+
+        return poll(label, probe, self.timeout, self.interval, self.log)
+
+
+def task_output(
+    logs: Any, task_definition: dict[str, Any], container: str, task_arn: str
+) -> list[str]:
+    """The task's log lines from CloudWatch Logs (its awslogs group and stream)."""
+    config = main_container(task_definition, container).get("logConfiguration") or {}
+    options = config.get("options", {})
+    if config.get("logDriver") != "awslogs" or "awslogs-group" not in options:
+        raise ReleaseError(
+            f"task definition {task_definition['taskDefinitionArn']} does not log {container} to "
+            "CloudWatch Logs (awslogs): the migration result cannot be read; add a logConfiguration"
+        )
+    stream = f"{options.get('awslogs-stream-prefix', '')}/{container}/{task_arn.rsplit('/', 1)[-1]}"
+    lines: list[str] = []
+    kwargs: dict[str, Any] = {
+        "logGroupName": options["awslogs-group"],
+        "logStreamName": stream.lstrip("/"),
+        "startFromHead": True,
+    }
+    while True:
+        try:
+            page = logs.get_log_events(**kwargs)
+        except ClientError as exc:
+            if error_code(exc) == "ResourceNotFoundException":  # the task never logged a line
+                return lines
+            raise
+        lines += [e["message"] for e in page.get("events", [])]
+        if not page.get("events") or page.get("nextForwardToken") == kwargs.get("nextToken"):
+            return lines
+        kwargs["nextToken"] = page["nextForwardToken"]
+
+
+def _image(task_definition: dict[str, Any], container: str) -> str:
+    return main_container(task_definition, container)["image"]
+
+
+def _last(messages: list[str], n: int = 5) -> str:
+    return " | ".join(messages[-n:]) or "none"

@@ -1,0 +1,126 @@
+"""CloudFormation: apply the environment's template through a reviewed change set."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import suppress
+from typing import Any, NamedTuple
+
+from botocore.exceptions import ClientError, WaiterError
+
+from targets.aws.clients import error_code
+from targets.aws.decisions import (
+    change_set_is_empty,
+    change_set_summary,
+    failed_stack_events,
+    stack_parameters,
+    template_parameters,
+)
+from targets.errors import ReleaseError, TransientError
+
+CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]
+UNUPDATABLE = ("ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "DELETE_FAILED")
+
+
+class Applied(NamedTuple):
+    kind: str
+    change_set: str
+    summary: str
+    changes: int
+
+
+class Stack:
+    def __init__(
+        self, client: Any, name: str, waiter_config: dict[str, Any], log: Callable[[str], None]
+    ):
+        self.client, self.name, self.waiter_config, self.log = client, name, waiter_config, log
+
+    def status(self) -> str | None:
+        try:
+            return self.client.describe_stacks(StackName=self.name)["Stacks"][0]["StackStatus"]
+        except ClientError as exc:
+            if error_code(exc) == "ValidationError" and "does not exist" in str(exc):
+                return None
+            raise
+
+    def apply(
+        self,
+        template: str,
+        given: dict[str, str],
+        live_images: Callable[[], dict[str, str]],
+        description: str,
+    ) -> Applied | None:
+        """Create a change set (CREATE or UPDATE), execute it and wait; None when it is empty.
+
+        On an update `live_images()` overrides the given image parameters (a stack update must
+        never undo a release) and every other parameter the stack has keeps its previous value.
+        """
+        status = self.status()
+        if status and status.endswith("_IN_PROGRESS") and status != "REVIEW_IN_PROGRESS":
+            raise TransientError(f"stack {self.name} is busy ({status}); retry when it settles")
+        if status in UNUPDATABLE:
+            raise ReleaseError(
+                f"stack {self.name} is {status} and cannot be updated: read its events, delete "
+                "it, then provision again"
+            )
+        kind = "UPDATE" if status and status != "REVIEW_IN_PROGRESS" else "CREATE"
+        previous: set[str] = set()
+        if kind == "UPDATE":
+            stack = self.client.describe_stacks(StackName=self.name)["Stacks"][0]
+            previous = {p["ParameterKey"] for p in stack.get("Parameters", [])}
+            given = {**given, **live_images()}
+        stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
+        change_set = (
+            f"flowmasters-{stamp}-{uuid.uuid4().hex[:6]}"  # the IAM policy wants flowmasters-*
+        )
+        try:
+            self.client.create_change_set(
+                StackName=self.name,
+                ChangeSetName=change_set,
+                ChangeSetType=kind,
+                TemplateBody=template,
+                Parameters=stack_parameters(template_parameters(template), previous, given),
+                Capabilities=CAPABILITIES,
+                Description=description,
+            )
+        except ClientError as exc:  # moto (like UpdateStack) refuses an empty change at once
+            if change_set_is_empty("FAILED", str(exc)):
+                return None
+            raise
+        state, reason, changes = self._described(change_set)
+        if change_set_is_empty(state, reason) or (state == "CREATE_COMPLETE" and not changes):
+            self.client.delete_change_set(StackName=self.name, ChangeSetName=change_set)
+            return None
+        if state != "CREATE_COMPLETE":
+            raise ReleaseError(f"change set {change_set} of stack {self.name} is {state}: {reason}")
+        summary = change_set_summary(changes)
+        self.log(f"stack {self.name}: change set {change_set} ({kind}):\n{summary}")
+        self.client.execute_change_set(StackName=self.name, ChangeSetName=change_set)
+        waiter = "stack_create_complete" if kind == "CREATE" else "stack_update_complete"
+        try:
+            self.client.get_waiter(waiter).wait(
+                StackName=self.name, WaiterConfig=self.waiter_config
+            )
+        except WaiterError as exc:
+            events = self.client.describe_stack_events(StackName=self.name)["StackEvents"]
+            raise ReleaseError(
+                f"stack {self.name} did not reach {kind}_COMPLETE ({self.status()}): "
+                f"{failed_stack_events(events)}"
+            ) from exc
+        return Applied(kind, change_set, summary, len(changes))
+
+    def _described(self, change_set: str) -> tuple[str, str | None, list[dict[str, Any]]]:
+        with suppress(WaiterError):  # a FAILED change set ends the waiter; its status says why
+            self.client.get_waiter("change_set_create_complete").wait(
+                StackName=self.name, ChangeSetName=change_set, WaiterConfig=self.waiter_config
+            )
+        page = self.client.describe_change_set(StackName=self.name, ChangeSetName=change_set)
+        changes = list(page.get("Changes", []))
+        while page.get("NextToken"):
+            page = self.client.describe_change_set(
+                StackName=self.name, ChangeSetName=change_set, NextToken=page["NextToken"]
+            )
+            changes += page.get("Changes", [])
+        return page["Status"], page.get("StatusReason"), changes
