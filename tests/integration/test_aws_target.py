@@ -84,10 +84,10 @@ def world(aws) -> dict[str, Any]:
     """What the fixture created in moto, by name: subnet, sg, repos, td, tg, distribution."""
     w: dict[str, Any] = {}
     ec2 = aws("ec2")
-    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    vpc = ec2.create_vpc(CidrBlock="100.64.0.0/16")["Vpc"]["VpcId"]
     # moto's run_task needs DNS hostnames on the VPC of an awsvpc task's subnet.
     ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
-    w["subnet"] = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+    w["subnet"] = ec2.create_subnet(VpcId=vpc, CidrBlock="100.64.1.0/24")["Subnet"]["SubnetId"]
     w["sg"] = ec2.create_security_group(GroupName="fm", Description="fm", VpcId=vpc)["GroupId"]
     aws("logs").create_log_group(logGroupName=LOG_GROUP)
 
@@ -163,7 +163,7 @@ def world(aws) -> dict[str, Any]:
         w["tg"][name] = arn
         if name != "empty":
             # moto reports registered IP targets as healthy (ECS would register its tasks).
-            elb.register_targets(TargetGroupArn=arn, Targets=[{"Id": "10.0.1.10", "Port": 8080}])
+            elb.register_targets(TargetGroupArn=arn, Targets=[{"Id": "100.64.1.10", "Port": 8080}])
 
     w["distribution"] = aws("cloudfront").create_distribution(
         DistributionConfig={

@@ -216,7 +216,7 @@ class TestPublicPort:
     @pytest.mark.parametrize(
         "url",
         [
-            "http://10.0.0.5:8081",
+            "http://app.example.invalid:8081",
             "http://0.0.0.0:8081",
             "http://app.example.com:80",
             "http://127.0.0.1",
