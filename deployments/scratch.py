@@ -6,6 +6,7 @@ frontends and blocks, all named after it, and `remove_environment` deletes every
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -17,9 +18,11 @@ from typing import Any
 
 import docker
 from prefect.client.orchestration import get_client
+from prefect.exceptions import ObjectNotFound
 from prefect.variables import Variable
 
 from deployments.register import expand, load_description, register_environment
+from flows.lock import lock_name
 from targets.docker_host import proxy
 from tasks.records import variable_name
 
@@ -126,9 +129,27 @@ def remove_environment(name: str, database: str | None) -> None:
             (f"{name}-docker", "docker-host"),
             (f"{name}-database", "flowmasters-postgres-connection"),
         ]:
-            try:
+            with contextlib.suppress(ObjectNotFound):
                 doc = client.read_block_document_by_name(doc_name, block_type)
                 client.delete_block_document(doc.id)
-            except Exception:
-                pass
+        with contextlib.suppress(ObjectNotFound):
+            client.delete_global_concurrency_limit_by_name(lock_name(name))
     Variable.unset(variable_name(name))
+
+
+def remove_leftovers(prefixes: tuple[str, ...] = ("it-", "e2e-", "bench-")) -> list[str]:
+    """Remove scratch environments a killed run left behind (found by container label and by
+    HAProxy file); returns their names. Only names with these prefixes are ever touched."""
+    names = {p.stem for p in (stack_dir() / "haproxy" / "conf.d").glob("*.cfg")}
+    client = docker.DockerClient(base_url=os.environ["DOCKER_HOST"])
+    try:
+        for container in client.containers.list(
+            all=True, filters={"label": "flowmasters.environment"}
+        ):
+            names.add(container.labels["flowmasters.environment"])
+    finally:
+        client.close()
+    leftovers = sorted(n for n in names if n.startswith(prefixes))
+    for name in leftovers:
+        remove_environment(name, f"fm_{name.replace('-', '_')}")
+    return leftovers

@@ -21,7 +21,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.variables import Variable
 
-from deployments.scratch import create_environment, remove_environment
+from deployments.scratch import create_environment, remove_environment, remove_leftovers
 from tasks.records import ReleaseRecord, variable_name
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,6 +49,9 @@ def stack() -> None:
             "the local stack is not running (" + "; ".join(problems) + "): run `scripts/test.sh`, "
             'or `scripts/stack.sh up` and `eval "$(scripts/stack.sh env)"` first'
         )
+    gone = remove_leftovers()
+    if gone:
+        print(f"removed scratch environments a killed run left behind: {gone}")
 
 
 @dataclass
