@@ -54,17 +54,39 @@ class Ecs:
 
     def task_definition_for(self, current: dict[str, Any], container: str, image: str) -> str:
         """A task definition like `current` with `container` running `image`: `current` itself,
-        the family's latest revision if it is exactly that (a re-run, or the migration step
-        registered it), else a new revision. Older revisions are never deregistered."""
+        an ACTIVE revision of the family that is exactly that (the latest after a re-run or the
+        migration step; an older one on a rollback, so the service returns to the revision it
+        ran), else a new revision. Older revisions are never deregistered."""
         if main_container(current, container)["image"] == image:
             return current["taskDefinitionArn"]
         wanted = with_image(current, container, image)
-        latest = self.task_definition(current["family"])
-        if with_image(latest, container, image) == wanted and _image(latest, container) == image:
-            return latest["taskDefinitionArn"]
+        for arn in [current["family"], *self._older_revisions(current["family"])]:
+            candidate = self.task_definition(arn)
+            if (
+                with_image(candidate, container, image) == wanted
+                and _image(candidate, container) == image
+            ):
+                return candidate["taskDefinitionArn"]
         registered = self.client.register_task_definition(**wanted)["taskDefinition"]
         self.log(f"registered {registered['taskDefinitionArn']} ({container}: {image})")
         return registered["taskDefinitionArn"]
+
+    def _older_revisions(self, family: str, limit: int = 20) -> list[str]:
+        """ARNs of the family's ACTIVE revisions but the latest, newest first (at most `limit`)."""
+        arns: list[str] = []
+        kwargs: dict[str, Any] = {"familyPrefix": family, "status": "ACTIVE", "sort": "DESC"}
+        for page in self.client.get_paginator("list_task_definitions").paginate(**kwargs):
+            arns += page.get("taskDefinitionArns", [])
+        # familyPrefix is a prefix: keep this family's own revisions only, newest first.
+        revisions = sorted(
+            (
+                (int(arn.rsplit(":", 1)[1]), arn)
+                for arn in arns
+                if arn.rsplit("/", 1)[-1].rsplit(":", 1)[0] == family
+            ),
+            reverse=True,
+        )
+        return [arn for _, arn in revisions[1 : limit + 1]]
 
     def revision(
         self, service: str, task_definition: dict[str, Any], image_id: Callable[[str], str]
