@@ -18,8 +18,10 @@ from typing import Any
 
 import yaml
 from prefect.client.orchestration import get_client
+from prefect_aws import AwsCredentials
 from prefect_docker import DockerHost, DockerRegistryCredentials
 
+from blocks.aws import AwsTarget
 from blocks.database import PostgresConnection
 from blocks.environment import FlowmastersEnvironment
 from blocks.targets import DockerHostTarget
@@ -38,6 +40,8 @@ BLOCK_TYPES = (
     DockerRegistryCredentials,
     PostgresConnection,
     DockerHostTarget,
+    AwsCredentials,
+    AwsTarget,
     FlowmastersEnvironment,
 )
 
@@ -93,8 +97,27 @@ def read_secret(spec: dict[str, Any], what: str) -> str:
 def register_environment(name: str, description: dict[str, Any]) -> FlowmastersEnvironment:
     """Create or update the blocks of one environment; returns the environment block."""
     target = description["target"]
-    if target.get("type") != "docker-host":
-        raise ReleaseError(f"environment '{name}': unknown target type {target.get('type')!r}")
+    builders = {"docker-host": _docker_host_target, "aws": _aws_target}
+    if target.get("type") not in builders:
+        raise ReleaseError(
+            f"environment '{name}': unknown target type {target.get('type')!r} "
+            f"(use one of: {', '.join(builders)})"
+        )
+    target_block = builders[target["type"]](name, target)
+    environment = FlowmastersEnvironment(
+        target=target_block,
+        services=description["services"],
+        checks=description.get("checks", {}),
+        build_args=description.get("build_args", {}),
+    )
+    environment.spec(name)  # validates the whole description before it is saved
+    environment.save(name, overwrite=True)
+    with get_client(sync_client=True) as client:
+        client.upsert_global_concurrency_limit_by_name(lock_name(name), limit=1)
+    return environment
+
+
+def _docker_host_target(name: str, target: dict[str, Any]) -> DockerHostTarget:
     db = target["database"]
     database = PostgresConnection(
         host=db.get("host", "127.0.0.1"),
@@ -119,17 +142,56 @@ def register_environment(name: str, description: dict[str, Any]) -> FlowmastersE
         port_base=int(target["port_base"]),
     )
     host_target.save(f"{name}-docker-host", overwrite=True)
-    environment = FlowmastersEnvironment(
-        target=host_target,
-        services=description["services"],
-        checks=description.get("checks", {}),
-        build_args=description.get("build_args", {}),
+    return host_target
+
+
+def _aws_credentials(name: str, spec: dict[str, Any]) -> AwsCredentials:
+    """Keys come from environment variables named in the description (never the YAML itself);
+    without them, boto3's own chain (profile, instance role) applies."""
+    keys: dict[str, Any] = {}
+    if "access_key_id_env" in spec:
+        keys["aws_access_key_id"] = read_secret(
+            {"password_env": spec["access_key_id_env"]}, f"environment '{name}' AWS key id"
+        )
+        keys["aws_secret_access_key"] = read_secret(
+            {"password_env": spec["secret_access_key_env"]}, f"environment '{name}' AWS secret"
+        )
+    client_parameters = {"endpoint_url": spec["endpoint_url"]} if spec.get("endpoint_url") else {}
+    return AwsCredentials(
+        region_name=spec["region"],
+        profile_name=spec.get("profile"),
+        assume_role_arn=spec.get("assume_role_arn"),
+        aws_client_parameters=client_parameters,
+        **keys,
     )
-    environment.spec(name)  # validates the whole description before it is saved
-    environment.save(name, overwrite=True)
-    with get_client(sync_client=True) as client:
-        client.upsert_global_concurrency_limit_by_name(lock_name(name), limit=1)
-    return environment
+
+
+def _aws_target(name: str, target: dict[str, Any]) -> AwsTarget:
+    credentials = _aws_credentials(name, target["credentials"])
+    credentials.save(f"{name}-aws", overwrite=True)
+    fields = {
+        key: target[key]
+        for key in (
+            "stack_name",
+            "template_path",
+            "stack_parameters",
+            "image_parameters",
+            "cluster",
+            "services",
+            "repositories",
+            "db_instance_identifier",
+            "distribution_id",
+            "target_groups",
+            "subnets",
+            "security_groups",
+            "invalidation_paths",
+        )
+        if key in target
+    }
+    docker_host = DockerHost(base_url=target.get("docker_host"), timeout=900)
+    aws_target = AwsTarget(aws_credentials=credentials, docker_host=docker_host, **fields)
+    aws_target.save(f"{name}-aws-target", overwrite=True)
+    return aws_target
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from prefect.variables import Variable
 
 from benchmarks.load import SteadyLoad
@@ -66,6 +68,13 @@ def test_first_release_to_an_empty_environment(environment: TestEnvironment):
         ["pg_restore", "--list", str(backup)], capture_output=True, check=False
     )
     assert listing.returncode == 0
+    with get_client(sync_client=True) as client:
+        provisioned = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=[f"provision-{environment.name}"])
+            )
+        )
+    assert provisioned and "load balancer config" in provisioned[0].data
 
 
 def test_release_with_a_migration_drops_no_request(environment: TestEnvironment):
