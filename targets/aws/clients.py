@@ -18,6 +18,7 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from targets.errors import ReleaseError, TransientError
+from targets.runlog import run_logger
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -44,13 +45,7 @@ WIRE_LOGGERS = ("botocore", "boto3", "urllib3", "s3transfer")
 
 
 def logger() -> logging.Logger | logging.LoggerAdapter:
-    from prefect.exceptions import MissingContextError
-    from prefect.logging import get_run_logger
-
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logging.getLogger("flowmasters.aws")
+    return run_logger("flowmasters.aws")
 
 
 def quiet_wire_logs() -> None:

@@ -33,6 +33,7 @@ from targets.base import (
 from targets.docker_host import containers, database, images, proxy
 from targets.docker_host.registry import RegistryClient
 from targets.errors import ReleaseError, TransientError
+from targets.runlog import run_logger
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -43,13 +44,7 @@ START_HINT = "start the local stack with `scripts/stack.sh up`"
 
 
 def _logger() -> logging.Logger | logging.LoggerAdapter:
-    from prefect.exceptions import MissingContextError
-    from prefect.logging import get_run_logger
-
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logging.getLogger("flowmasters.docker_host")
+    return run_logger("flowmasters.docker_host")
 
 
 class DockerHostRuntime:
