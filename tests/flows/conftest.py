@@ -58,13 +58,17 @@ class Served:
     def __init__(self) -> None:
         self.versions: dict[str, str] = {}
         self.status = 200
+        self.requests = 0
+        self.fail_after: int | None = None  # answer 500 once this many requests were served
         served = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 service = self.path.strip("/").split("/")[0]
                 body = json.dumps({"version": served.versions.get(service)}).encode()
-                self.send_response(served.status)
+                served.requests += 1
+                broken = served.fail_after is not None and served.requests > served.fail_after
+                self.send_response(500 if broken else served.status)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)

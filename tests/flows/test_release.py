@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from prefect.variables import Variable
 
 from flows import events
@@ -116,3 +120,26 @@ def test_unknown_environment_is_named(fake, emitted, source):
     with pytest.raises(ReleaseError, match="unknown environment 'nowhere'"):
         release("nowhere", "v1", source)
     assert fake.calls == []
+
+
+def test_a_failure_during_the_bake_window_fails_the_release_and_emits_checks_failed(
+    fake, emitted, source
+):
+    # The smoke checks (0.3 s window, at most 4 rounds of 2 probes) pass; the version starts
+    # answering 500 after 20 requests, inside the 5 s bake window.
+    fake.served.fail_after = fake.served.requests + 20
+
+    state = release("flowtest", "v6", source, bake_seconds=5, return_state=True)
+
+    assert state.is_failed()
+    assert names(emitted) == [events.RELEASE_STARTED, events.CHECKS_FAILED, events.RELEASE_FAILED]
+    assert record_of("flowtest").status == "checks_failed"
+    with get_client(sync_client=True) as client:
+        steps = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["release-steps-flowtest"])),
+            sort="CREATED_DESC",
+            limit=1,
+        )[0].data
+    rows = {row["step"]: row["result"] for row in json.loads(steps)}
+    assert "passed" in rows["smoke checks"]
+    assert rows["bake"].startswith("FAILED")
