@@ -51,33 +51,59 @@ class AwsTarget(Block):
         "{'backend': 'BackendImage'}; a stack update passes the live image, so it never undoes "
         "a release.",
     )
-    cluster: str = Field(description="ECS cluster name.")
+    cluster: str | None = Field(
+        default=None, description="ECS cluster name (default: the stack's ClusterName output)."
+    )
     services: dict[str, str] = Field(
-        description="Our service name -> ECS service name, e.g. {'backend': 'fm-backend'}."
+        default_factory=dict,
+        description="Our service name -> ECS service name, e.g. {'backend': 'fm-backend'} "
+        "(default: the stack's <Service>ServiceName outputs).",
     )
     repositories: dict[str, str] = Field(
         default_factory=dict,
         description="Our service name -> ECR repository name, e.g. "
-        "{'backend': 'flowmasters-staging/backend'} (default: the service's `repository`).",
+        "{'backend': 'flowmasters-staging/backend'} (default: the stack's <Service>RepositoryUri "
+        "output, else the service's `repository`).",
     )
-    db_instance_identifier: str = Field(description="RDS instance of the application database.")
+    db_instance_identifier: str | None = Field(
+        default=None,
+        description="RDS instance of the application database (default: the stack's "
+        "DBInstanceIdentifier output).",
+    )
     distribution_id: str | None = Field(
-        default=None, description="CloudFront distribution to invalidate after a release."
+        default=None,
+        description="CloudFront distribution to invalidate after a release (default: the "
+        "stack's DistributionId output; none: no invalidation).",
     )
     target_groups: dict[str, str] = Field(
         default_factory=dict,
-        description="Our service name -> ALB target group ARN that must have healthy targets.",
+        description="Our service name -> ALB target group ARN that must have healthy targets "
+        "(default: the stack's <Service>TargetGroupArn outputs).",
     )
     subnets: list[str] = Field(
         default_factory=list,
-        description="Subnets of one-off migration tasks (default: the service's own).",
+        description="Subnets of one-off migration tasks (default: the stack's PrivateSubnetIds "
+        "output, else the service's own).",
     )
     security_groups: list[str] = Field(
         default_factory=list,
-        description="Security groups of one-off migration tasks (default: the service's own).",
+        description="Security groups of one-off migration tasks (default: the stack's "
+        "ServiceSecurityGroupId output, else the service's own).",
+    )
+    bootstrap_parameters: dict[str, str] = Field(
+        default_factory=dict,
+        description="Stack parameters used only when provisioning CREATES the stack, e.g. "
+        "placeholder images and DesiredCount 0: the real images cannot exist before the stack "
+        "has created their ECR repositories.",
     )
     invalidation_paths: list[str] = Field(
         default_factory=lambda: ["/*"], description="CloudFront paths invalidated per release."
+    )
+    scale_from_zero: int = Field(
+        default=2,
+        ge=1,
+        description="Tasks a deploy starts for a service that runs none (desiredCount 0, as a "
+        "stack bootstrapped without images is created); ECS keeps the count afterwards.",
     )
     deploy_timeout_seconds: float = Field(
         default=900,

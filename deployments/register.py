@@ -3,8 +3,10 @@
     python -m deployments.register            # every environment described in the folder
     python -m deployments.register local      # just one
 
-Block documents per environment NAME: NAME (Flowmasters Environment), NAME-docker-host (target),
-NAME-docker (DockerHost), NAME-database (Postgres connection, password as a secret).
+Block documents per environment NAME: NAME (Flowmasters Environment) and its target's blocks:
+Docker host: NAME-docker-host (target), NAME-docker (DockerHost), NAME-database (Postgres
+connection, password as a secret); AWS: NAME-aws-target, NAME-aws (AwsCredentials, keys as
+secrets).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ DEFAULTS = {
     "FM_REGISTRY_PORT": "5000",
     "FM_POSTGRES_PORT": "5433",
     "FM_BASE_IMAGE": "flowmasters/base:bookworm",
+    "FM_AWS_REGION": "eu-west-1",
+    "FM_AWS_ENDPOINT_URL": "",  # empty: AWS itself; scripts/stack.sh sets its moto stand-in
 }
 BLOCK_TYPES = (
     DockerHost,
@@ -175,6 +179,7 @@ def _aws_target(name: str, target: dict[str, Any]) -> AwsTarget:
             "stack_name",
             "template_path",
             "stack_parameters",
+            "bootstrap_parameters",
             "image_parameters",
             "cluster",
             "services",
@@ -185,6 +190,7 @@ def _aws_target(name: str, target: dict[str, Any]) -> AwsTarget:
             "subnets",
             "security_groups",
             "invalidation_paths",
+            "scale_from_zero",
         )
         if key in target
     }

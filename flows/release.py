@@ -25,13 +25,24 @@ import targets
 from flows import events
 from flows.lock import environment_lock
 from flows.report import StepLog, publish
-from targets.base import BuildSpec, DeployResult, EnvironmentSpec, PushedImage
+from targets.base import (
+    BuildSpec,
+    DeployResult,
+    EnvironmentSpec,
+    InfrastructureChange,
+    PushedImage,
+)
 from targets.errors import ChecksFailed
 from tasks.checks import smoke_check
 from tasks.database import backup_database, read_schema, run_migrations
 from tasks.edge import update_edge
 from tasks.images import build_image, fingerprint_source, push_image
-from tasks.infrastructure import provision_infrastructure, verify_infrastructure
+from tasks.infrastructure import (
+    discard_infrastructure_change,
+    plan_infrastructure,
+    provision_infrastructure,
+    verify_infrastructure,
+)
 from tasks.plan import ReleasePlan, plan_release, render_plan
 from tasks.records import (
     ReleaseRecord,
@@ -51,6 +62,14 @@ class ReleaseApproval(RunInput):
         default=False, description="Tick to go ahead with this plan; leave it to reject."
     )
     comment: str = Field(default="", description="Why; kept in the release report.")
+
+
+class InfrastructureApproval(ReleaseApproval):
+    """The form for a proposed infrastructure change (on AWS: a CloudFormation change set).
+
+    A separate, earlier approval than the release plan's: the plan reads what the
+    infrastructure runs, so it can only be made once the infrastructure is what it will be.
+    """
 
 
 @flow(name="release", timeout_seconds=3600)
@@ -78,9 +97,10 @@ def release(
             a broken release.
         git_repository: take the source from this git repository (URL or path) at `git_ref`.
         git_ref: branch, tag or commit of `git_repository`.
-        dry_run: publish the plan (images to build, current and next revision per service,
-            migrations pending) and change nothing.
-        require_approval: pause before anything changes until a person approves the plan.
+        dry_run: publish the plan (infrastructure change, images to build, current and next
+            revision per service, migrations pending) and change nothing.
+        require_approval: pause before anything changes until a person approves: first a
+            proposed infrastructure change (if there is one), then the release plan.
         approval_timeout_seconds: how long to wait for that approval before failing.
         bake_seconds: after the smoke checks pass, keep checking this long; a failure in that
             window fails the release (and so triggers the automatic rollback).
@@ -90,22 +110,43 @@ def release(
     steps = StepLog()
     run = _Run(environment=environment, version=str(version) if version else "(from source)")
     try:
-        builds, plan = _prepare(
-            spec, steps, run, version, source, build_args, git_repository, git_ref
-        )
+        change = _propose_infrastructure(spec, steps)
+        if dry_run and change.kind == "CREATE":  # nothing to plan against before the stack exists
+            discard_infrastructure_change(environment, change)
+            _publish(run, steps, "dry run: the infrastructure would be created; nothing changed")
+            return {"status": "dry-run", "version": run.version, "infrastructure": change.summary}
+        if not change.empty and not dry_run:
+            if require_approval:
+                rejection = _wait_for_approval(
+                    InfrastructureApproval, change.summary, steps, approval_timeout_seconds,
+                    "infrastructure approval",
+                )  # fmt: skip
+                if rejection:
+                    discard_infrastructure_change(environment, change)
+                    _publish(run, steps, rejection)
+                    return Cancelled(message=rejection)
+            _started(run)
+            with environment_lock(environment, wait_seconds=10, what="release"):
+                _provision(spec, steps, change)
+        builds, plan = _plan(spec, steps, run, version, source, build_args, git_repository, git_ref)
         if dry_run:
+            if not change.empty:
+                discard_infrastructure_change(environment, change)
             _publish(run, steps, "dry run: nothing changed")
             return {
                 "status": "dry-run",
                 "version": run.version,
+                "infrastructure": change.summary,
                 "plan": plan.model_dump(mode="json"),
             }
         if require_approval:
-            rejection = _wait_for_approval(plan, steps, approval_timeout_seconds)
+            rejection = _wait_for_approval(
+                ReleaseApproval, render_plan(plan), steps, approval_timeout_seconds, "approval"
+            )
             if rejection:
                 _publish(run, steps, rejection)
                 return Cancelled(message=rejection)
-        events.emit(events.RELEASE_STARTED, environment, run.version, source=builds[0].context_dir)
+        _started(run, source=builds[0].context_dir)
         pushed = _images(spec, steps, builds)
         with environment_lock(environment, wait_seconds=10, what="release"):
             _apply(spec, steps, run, pushed, bake_seconds)
@@ -123,9 +164,36 @@ class _Run:
     environment: str
     version: str
     record: ReleaseRecord | None = None
+    started: bool = False
 
 
-def _prepare(
+def _started(run: _Run, **payload: Any) -> None:
+    """`release.started` once, just before the first change (provisioning, else the images)."""
+    if not run.started:
+        run.started = True
+        events.emit(events.RELEASE_STARTED, run.environment, run.version, **payload)
+
+
+def _propose_infrastructure(spec: EnvironmentSpec, steps: StepLog) -> InfrastructureChange:
+    """Step 1, changing nothing: verify, then propose what provisioning would change."""
+    with steps.step("infrastructure") as row:
+        verified = verify_infrastructure(spec.name)
+        change = plan_infrastructure(spec.name)
+        row.result = "; ".join(f.detail for f in verified.findings)
+        row.result += f"; proposed: {change.summary.splitlines()[0]}"
+    return change
+
+
+def _provision(spec: EnvironmentSpec, steps: StepLog, change: InfrastructureChange) -> None:
+    """Step 1, applying the proposal; then verify again what the release will run on."""
+    with steps.step("provision") as row:
+        provisioned = provision_infrastructure(spec.name, change)
+        verified = verify_infrastructure(spec.name)
+        row.result = "; ".join(f.detail for f in (*provisioned.findings, *verified.findings))
+        row.changed = ", ".join(provisioned.changed)
+
+
+def _plan(
     spec: EnvironmentSpec,
     steps: StepLog,
     run: _Run,
@@ -135,11 +203,8 @@ def _prepare(
     git_repository: str | None,
     git_ref: str,
 ) -> tuple[list[BuildSpec], ReleasePlan]:
-    """Step 1 (verify) and the plan: nothing changes here."""
+    """The release plan: nothing changes here."""
     environment = spec.name
-    with steps.step("infrastructure") as row:
-        verified = verify_infrastructure(environment)
-        row.result = "; ".join(f.detail for f in verified.findings)
     with steps.step("plan") as row:
         src = resolve_source(source, git_repository, git_ref)
         builds = _build_specs(spec, src, version, build_args or {})
@@ -155,14 +220,14 @@ def _prepare(
     return builds, plan
 
 
-def _wait_for_approval(plan: ReleasePlan, steps: StepLog, timeout: int) -> str | None:
+def _wait_for_approval(
+    form: type[ReleaseApproval], description: str, steps: StepLog, timeout: int, step: str
+) -> str | None:
     """Pause until a person approves in the UI; returns why it was rejected, or None."""
-    with steps.step("approval") as row:
-        get_run_logger().info("waiting for approval of the release plan in the Prefect UI")
+    with steps.step(step) as row:
+        get_run_logger().info(f"waiting for {step} in the Prefect UI:\n{description}")
         answer = pause_flow_run(
-            wait_for_input=ReleaseApproval.with_initial_data(
-                description=render_plan(plan), approve=False
-            ),
+            wait_for_input=form.with_initial_data(description=description, approve=False),
             timeout=timeout,
         )
         row.result = ("approved" if answer.approve else "rejected") + (
@@ -170,16 +235,13 @@ def _wait_for_approval(plan: ReleasePlan, steps: StepLog, timeout: int) -> str |
         )
     if answer.approve:
         return None
-    return f"rejected in the approval step{': ' + answer.comment if answer.comment else ''}; nothing changed"
+    why = f": {answer.comment}" if answer.comment else ""
+    return f"rejected in the {step} step{why}; nothing changed"
 
 
 def _images(spec: EnvironmentSpec, steps: StepLog, builds: list[BuildSpec]) -> list[PushedImage]:
-    """Steps 1 (provision), 2 and 3: the environment's serving state is not touched yet."""
+    """Steps 2 and 3: the environment's serving state is not touched yet."""
     environment = spec.name
-    with steps.step("provision") as row:
-        provisioned = provision_infrastructure(environment)
-        row.result = "; ".join(f.detail for f in provisioned.findings)
-        row.changed = ", ".join(provisioned.changed)
     with steps.step("build") as row:
         futures = [build_image.submit(environment, b) for b in builds]
         built = [f.result() for f in futures]

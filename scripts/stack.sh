@@ -8,8 +8,9 @@
 #
 # Components: Docker Engine (no bridge, no iptables; containers use host networking), a distribution
 # registry, PostgreSQL for the app, HAProxy (the load balancer in front of each service, switched
-# through its runtime API), and a Prefect server. State lives in $FM_STACK_DIR (default
-# /var/lib/flowmasters); ports can be overridden with the variables below.
+# through its runtime API), a Prefect server and worker, and moto's server as the stand-in for AWS
+# (the staging and production environments; no machine here may reach AWS). State lives in
+# $FM_STACK_DIR (default /var/lib/flowmasters); ports can be overridden with the variables below.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -25,6 +26,19 @@ export PREFECT_LOCAL_STORAGE_PATH=${PREFECT_LOCAL_STORAGE_PATH:-$FM_STACK_DIR/pr
 export PREFECT_SERVER_ANALYTICS_ENABLED=false DO_NOT_TRACK=1
 export PREFECT_RESULTS_PERSIST_BY_DEFAULT=true
 export FM_WORK_POOL=${FM_WORK_POOL:-flowmasters}
+# AWS for staging and production: moto's server on loopback, unless FM_AWS_ENDPOINT_URL is set
+# (set it empty for AWS itself, with real keys in the FM_<ENV>_AWS_* variables). The stand-in
+# accepts any key; the ones below are placeholders, and the public URLs are loopback addresses
+# where nothing answers (the stand-in runs no containers).
+export FM_AWS_PORT=${FM_AWS_PORT:-5010}
+export FM_AWS_ENDPOINT_URL=${FM_AWS_ENDPOINT_URL-http://127.0.0.1:$FM_AWS_PORT}
+export FM_AWS_REGION=${FM_AWS_REGION:-eu-west-1}
+for _env in STAGING PRODUCTION; do
+  _id=FM_${_env}_AWS_ACCESS_KEY_ID _secret=FM_${_env}_AWS_SECRET_ACCESS_KEY
+  export "$_id=${!_id:-stand-in-${_env,,}}" "$_secret=${!_secret:-stand-in-secret-${_env,,}}"
+done
+export FM_STAGING_URL=${FM_STAGING_URL:-http://127.0.0.1:9080}
+export FM_PRODUCTION_URL=${FM_PRODUCTION_URL:-http://127.0.0.1:10080}
 # prefect.yaml reads these at deploy time: where flow runs start, and where the app's source lives
 # (here the sample app is in this repository; point FM_APP_REPOSITORY at the app's own repository).
 export FM_REPO_ROOT=$ROOT
@@ -145,7 +159,7 @@ ALTER ROLE flowmasters PASSWORD :'pw';
 SQL
   # One database per environment described in deployments/environments (local, staging, ...).
   local env
-  for env in $(cd "$ROOT/deployments/environments" && ls *.yaml | sed 's/\.yaml$//'); do
+  for env in $(cd "$ROOT/deployments/environments" && grep -l "type: docker-host" *.yaml | sed 's/\.yaml$//'); do
     if [[ -z $(psql_admin -tAc "SELECT 1 FROM pg_database WHERE datname='flowmasters_$env'") ]]; then
       psql_admin -c "CREATE DATABASE flowmasters_$env OWNER flowmasters" >/dev/null
       say "postgres: created database flowmasters_$env"
@@ -224,6 +238,17 @@ start_worker() {
   say "prefect worker: started (pid $(cat "$PIDS/worker.pid"), pool $FM_WORK_POOL)"
 }
 
+start_aws_standin() {
+  if [[ $FM_AWS_ENDPOINT_URL != "http://127.0.0.1:$FM_AWS_PORT" ]]; then
+    say "aws: $FM_AWS_ENDPOINT_URL${FM_AWS_ENDPOINT_URL:+ }(not the local stand-in)"; return
+  fi
+  if running moto; then say "aws stand-in (moto): already running on $FM_AWS_ENDPOINT_URL"; return; fi
+  nohup "$VENV/bin/moto_server" -H 127.0.0.1 -p "$FM_AWS_PORT" >"$LOGS/moto.log" 2>&1 &
+  echo $! >"$PIDS/moto.pid"
+  wait_for "aws stand-in (moto)" 60 curl -fsS "$FM_AWS_ENDPOINT_URL/moto-api/data.json"
+  say "aws stand-in (moto): started (pid $(cat "$PIDS/moto.pid"), $FM_AWS_ENDPOINT_URL)"
+}
+
 stop_one() {
   local name=$1
   if running "$name"; then
@@ -245,6 +270,7 @@ cmd_up() {
   start_registry
   start_postgres
   start_haproxy
+  start_aws_standin
   start_prefect
   start_worker
   say "ready: registry 127.0.0.1:$FM_REGISTRY_PORT, postgres 127.0.0.1:$FM_POSTGRES_PORT, prefect $PREFECT_API_URL"
@@ -255,6 +281,7 @@ cmd_down() {
     # Containers of the environments keep running only while the engine does.
     stop_one worker
     stop_one prefect
+    stop_one moto
     stop_one haproxy
     stop_one registry
     if [[ -s $FM_STACK_DIR/postgres/data/PG_VERSION ]]; then
@@ -267,7 +294,7 @@ cmd_down() {
 }
 
 cmd_status() {
-  for name in dockerd registry postgres haproxy prefect worker; do
+  for name in dockerd registry postgres haproxy moto prefect worker; do
     if running "$name"; then say "$name: running (pid $(cat "$PIDS/$name.pid"))"; else say "$name: not running"; fi
   done
 }
@@ -275,7 +302,9 @@ cmd_status() {
 cmd_env() {
   for v in FM_STACK_DIR FM_REGISTRY_PORT FM_POSTGRES_PORT FM_PREFECT_PORT FM_BASE_IMAGE DOCKER_HOST \
     PREFECT_HOME PREFECT_API_URL PREFECT_LOCAL_STORAGE_PATH PREFECT_SERVER_ANALYTICS_ENABLED DO_NOT_TRACK \
-    PREFECT_RESULTS_PERSIST_BY_DEFAULT FM_WORK_POOL FM_REPO_ROOT FM_APP_REPOSITORY; do
+    PREFECT_RESULTS_PERSIST_BY_DEFAULT FM_WORK_POOL FM_REPO_ROOT FM_APP_REPOSITORY FM_AWS_PORT \
+    FM_AWS_ENDPOINT_URL FM_AWS_REGION FM_STAGING_AWS_ACCESS_KEY_ID FM_STAGING_AWS_SECRET_ACCESS_KEY \
+    FM_PRODUCTION_AWS_ACCESS_KEY_ID FM_PRODUCTION_AWS_SECRET_ACCESS_KEY FM_STAGING_URL FM_PRODUCTION_URL; do
     printf 'export %s=%q\n' "$v" "${!v}"
   done
 }

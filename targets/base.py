@@ -124,6 +124,22 @@ class InfrastructureReport(Frozen):
         return [f for f in self.findings if not f.ok]
 
 
+class InfrastructureChange(Frozen):
+    """What provisioning would change, proposed and not applied yet (on AWS: a CloudFormation
+    change set, created and left for review). `provision(change)` applies exactly this; an
+    approval step can show `summary` to a person first."""
+
+    target: str
+    kind: str = "none"  # "none", or what applying it does: CREATE / UPDATE (AWS), config (Docker)
+    change_id: str | None = None  # the change set's name on AWS
+    summary: str = "no changes"
+    changes: int = 0
+
+    @property
+    def empty(self) -> bool:
+        return self.change_id is None and self.changes == 0
+
+
 class BuildSpec(Frozen):
     """Everything that decides an image's content; its hash is the build's cache key."""
 
@@ -211,7 +227,11 @@ class Target(Protocol):
 
     def verify(self) -> InfrastructureReport: ...
 
-    def provision(self) -> InfrastructureReport: ...
+    def plan_infrastructure(self) -> InfrastructureChange: ...
+
+    def provision(self, change: InfrastructureChange) -> InfrastructureReport: ...
+
+    def discard_infrastructure_change(self, change: InfrastructureChange) -> None: ...
 
     def build_image(self, build: BuildSpec) -> BuiltImage: ...
 

@@ -195,6 +195,17 @@ def template_parameters(template: str) -> set[str]:
     return set((document.get("Parameters") or {}).keys())
 
 
+def required_parameters(template: str) -> set[str]:
+    """The parameters a template declares without a Default: a stack cannot be created without
+    them."""
+    document = yaml.load(template, Loader=_CfnLoader) or {}  # a SafeLoader
+    return {
+        name
+        for name, spec in (document.get("Parameters") or {}).items()
+        if "Default" not in (spec or {})
+    }
+
+
 def stack_parameters(
     declared: set[str], previous: set[str], given: dict[str, str]
 ) -> list[dict[str, Any]]:
@@ -217,3 +228,104 @@ def failed_stack_events(events: list[dict[str, Any]], limit: int = 5) -> str:
         )
         or "no failed resource events"
     )
+
+
+class AwsNames(NamedTuple):
+    """The AWS resources an environment uses: named in the target block, or read from the
+    stack's outputs (the block wins, so an environment can point at resources the stack does not
+    own)."""
+
+    cluster: str | None
+    services: dict[str, str]
+    repositories: dict[str, str]
+    db_instance_identifier: str | None
+    distribution_id: str | None
+    target_groups: dict[str, str]
+    subnets: list[str]
+    security_groups: list[str]
+
+
+def resolve_names(given: dict[str, Any], outputs: dict[str, str], services: list[str]) -> AwsNames:
+    """Block fields first, then infra/cloudformation/flowmasters.yaml's outputs
+    (ClusterName, <Service>ServiceName, <Service>RepositoryUri, DBInstanceIdentifier,
+    DistributionId, <Service>TargetGroupArn, PrivateSubnetIds, ServiceSecurityGroupId)."""
+
+    def per_service(field: str, suffix: str, convert=lambda v: v) -> dict[str, str]:
+        found = {s: convert(outputs[f"{s.capitalize()}{suffix}"]) for s in services
+                 if f"{s.capitalize()}{suffix}" in outputs}  # fmt: skip
+        return {**found, **(given.get(field) or {})}
+
+    def listed(field: str, output: str) -> list[str]:
+        if given.get(field):
+            return list(given[field])
+        return [x for x in outputs.get(output, "").split(",") if x]
+
+    return AwsNames(
+        cluster=given.get("cluster") or outputs.get("ClusterName"),
+        services=per_service("services", "ServiceName"),
+        repositories=per_service("repositories", "RepositoryUri", repository_name),
+        db_instance_identifier=given.get("db_instance_identifier")
+        or outputs.get("DBInstanceIdentifier"),
+        distribution_id=given.get("distribution_id") or outputs.get("DistributionId"),
+        target_groups=per_service("target_groups", "TargetGroupArn"),
+        subnets=listed("subnets", "PrivateSubnetIds"),
+        security_groups=listed("security_groups", "ServiceSecurityGroupId"),
+    )
+
+
+# describe_db_instances key -> restore_db_instance_from_db_snapshot argument: what a restored
+# instance does not inherit from the instance it replaces, and the restore call accepts.
+_RESTORE_SETTINGS = (
+    ("DeletionProtection", "DeletionProtection"),
+    ("CopyTagsToSnapshot", "CopyTagsToSnapshot"),
+    ("IAMDatabaseAuthenticationEnabled", "EnableIAMDatabaseAuthentication"),
+    ("AutoMinorVersionUpgrade", "AutoMinorVersionUpgrade"),
+    ("EnabledCloudwatchLogsExports", "EnableCloudwatchLogsExports"),
+)
+# ... and what only modify_db_instance sets (applied to the restored instance before the swap).
+_MODIFY_SETTINGS = (
+    ("BackupRetentionPeriod", "BackupRetentionPeriod"),
+    ("PreferredBackupWindow", "PreferredBackupWindow"),
+    ("PreferredMaintenanceWindow", "PreferredMaintenanceWindow"),
+    ("MaxAllocatedStorage", "MaxAllocatedStorage"),
+    ("PerformanceInsightsEnabled", "EnablePerformanceInsights"),
+    ("MonitoringInterval", "MonitoringInterval"),
+    ("MonitoringRoleArn", "MonitoringRoleArn"),
+)
+
+
+def _given(value: Any) -> bool:
+    """None and empty strings/lists/dicts are "not set"; False and 0 are settings to carry."""
+    return value is not None and value != "" and value != [] and value != {}
+
+
+def restore_settings(
+    old: dict[str, Any], tags: list[dict[str, Any]] | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What a snapshot restore must carry over from the instance it replaces.
+
+    `old` is the replaced instance's describe_db_instances entry, `tags` its
+    list_tags_for_resource TagList. Returns (restore_db_instance_from_db_snapshot arguments,
+    modify_db_instance arguments), leaving out what the old instance does not set. Tags whose key
+    starts with "aws:" (CloudFormation's) are AWS's own and refused by the restore call: left out.
+    MonitoringRoleArn goes only with a MonitoringInterval above 0 (RDS refuses it otherwise).
+    """
+    restore = {arg: old[key] for key, arg in _RESTORE_SETTINGS if _given(old.get(key))}
+    groups = [
+        g["DBParameterGroupName"]
+        for g in old.get("DBParameterGroups") or []
+        if _given(g.get("DBParameterGroupName"))
+    ]
+    if groups:
+        restore["DBParameterGroupName"] = groups[0]
+    kept_tags = [
+        {"Key": t["Key"], "Value": t.get("Value", "")}
+        for t in tags or []
+        if _given(t.get("Key")) and not str(t["Key"]).lower().startswith("aws:")
+    ]
+    if kept_tags:
+        restore["Tags"] = kept_tags
+    modify = {arg: old[key] for key, arg in _MODIFY_SETTINGS if _given(old.get(key))}
+    if not modify.get("MonitoringInterval"):
+        modify.pop("MonitoringRoleArn", None)
+    return restore, modify

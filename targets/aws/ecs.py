@@ -30,9 +30,11 @@ class Ecs:
         timeout: float,
         interval: float,
         log: Callable[[str], None],
+        scale_from_zero: int = 2,
     ):
         self.client, self.cluster = client, cluster
         self.timeout, self.interval, self.log = timeout, interval, log
+        self.scale_from_zero = scale_from_zero
 
     def service(self, name: str) -> dict[str, Any]:
         found = self.client.describe_services(cluster=self.cluster, services=[name])
@@ -136,10 +138,18 @@ class Ecs:
         new_arn = self.task_definition_for(
             current_td, main_container(current_td, service)["name"], image
         )
+        scale = {"desiredCount": self.scale_from_zero} if described.get("desiredCount") == 0 else {}
         self.client.update_service(
-            cluster=self.cluster, service=ecs_name, taskDefinition=new_arn, forceNewDeployment=False
+            cluster=self.cluster,
+            service=ecs_name,
+            taskDefinition=new_arn,
+            forceNewDeployment=False,
+            **scale,
         )
-        self.log(f"{label}: {ecs_name} updated to {new_arn} (previous {previous.revision_id} kept)")
+        self.log(
+            f"{label}: {ecs_name} updated to {new_arn} (previous {previous.revision_id} kept)"
+            + (f"; scaled from 0 to {self.scale_from_zero} tasks" if scale else "")
+        )
         reason = self.wait(ecs_name, new_arn, label, seen)
         current = self.revision(service, self.task_definition(new_arn), image_id)
         return DeployResult(

@@ -10,7 +10,7 @@ from typing import Any
 from botocore.exceptions import ClientError, WaiterError
 
 from targets.aws.clients import error_code, poll
-from targets.aws.decisions import rds_identifier, snapshot_identifier
+from targets.aws.decisions import rds_identifier, restore_settings, snapshot_identifier
 from targets.base import Backup
 from targets.errors import ReleaseError
 
@@ -72,7 +72,17 @@ class Rds:
         )
 
     def restore(self, backup: Backup) -> None:
-        """Restore to a new instance, then swap names: the old instance stays, renamed."""
+        """Restore to a new instance, then swap names: the old instance stays, renamed.
+
+        A restored instance does not inherit the replaced instance's settings, so they are carried
+        over (`restore_settings`): what the restore call accepts (deletion protection, tags,
+        parameter group, IAM auth, ...) is passed to it, the rest (backup retention and window,
+        maintenance window, storage autoscaling, Performance Insights, enhanced monitoring) is set
+        with one modify_db_instance on the restored instance before the swap.
+
+        The old instance keeps its settings, DeletionProtection included: that is intended, it is
+        the safety copy, and deleting it later is a deliberate step (turn protection off first).
+        """
         snapshot_id = backup.location.rsplit(":", 1)[-1]
         old = self.describe(self.instance)
         if old is None:
@@ -89,18 +99,40 @@ class Rds:
             "MultiAZ": old.get("MultiAZ"),
             "PubliclyAccessible": old.get("PubliclyAccessible"),
         }
+        carried, later = restore_settings(old, self._tags(old))
         self.client.restore_db_instance_from_db_snapshot(
             DBInstanceIdentifier=restored,
             DBSnapshotIdentifier=snapshot_id,
             **{k: v for k, v in options.items() if v not in (None, [])},
+            **carried,
         )
         self.log(f"restoring {snapshot_id} into {restored}")
+        self.log(self._carried_over(carried, later))
         self._available(restored)
+        if later:
+            self.client.modify_db_instance(
+                DBInstanceIdentifier=restored, ApplyImmediately=True, **later
+            )
+            self._available(restored)
         self._rename(self.instance, kept)
         self._rename(restored, self.instance)
         self.log(
             f"{self.instance} now holds {snapshot_id}; the replaced instance is kept as {kept}"
         )
+
+    def _tags(self, instance: dict[str, Any]) -> list[dict[str, Any]]:
+        arn = instance.get("DBInstanceArn")
+        if not arn:
+            return []
+        return self.client.list_tags_for_resource(ResourceName=arn).get("TagList", [])
+
+    def _carried_over(self, carried: dict[str, Any], later: dict[str, Any]) -> str:
+        """One line: the settings carried over from the replaced instance (tag keys, no values)."""
+        names = [k for k in carried if k != "Tags"] + list(later)
+        tags = [t["Key"] for t in carried.get("Tags", [])]
+        if tags:
+            names.append(f"Tags ({', '.join(tags)})")
+        return f"carried over from {self.instance}: {', '.join(names) or 'nothing'}"
 
     def _rename(self, identifier: str, new: str) -> None:
         self.client.modify_db_instance(

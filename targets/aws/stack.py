@@ -15,6 +15,7 @@ from targets.aws.decisions import (
     change_set_is_empty,
     change_set_summary,
     failed_stack_events,
+    required_parameters,
     stack_parameters,
     template_parameters,
 )
@@ -24,8 +25,8 @@ CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAN
 UNUPDATABLE = ("ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "DELETE_FAILED")
 
 
-class Applied(NamedTuple):
-    kind: str
+class Proposal(NamedTuple):
+    kind: str  # CREATE or UPDATE
     change_set: str
     summary: str
     changes: int
@@ -45,17 +46,29 @@ class Stack:
                 return None
             raise
 
-    def apply(
+    def exists(self) -> bool:
+        """A stack with resources: not missing, and not the empty shell a CREATE change set makes."""
+        return self.status() not in (None, "REVIEW_IN_PROGRESS")
+
+    def outputs(self) -> dict[str, str]:
+        if not self.exists():
+            return {}
+        stack = self.client.describe_stacks(StackName=self.name)["Stacks"][0]
+        return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+    def propose(
         self,
         template: str,
         given: dict[str, str],
+        bootstrap: dict[str, str],
         live_images: Callable[[], dict[str, str]],
         description: str,
-    ) -> Applied | None:
-        """Create a change set (CREATE or UPDATE), execute it and wait; None when it is empty.
+    ) -> Proposal | None:
+        """Create a change set (CREATE or UPDATE) and leave it for review; None when it is empty.
 
-        On an update `live_images()` overrides the given image parameters (a stack update must
-        never undo a release) and every other parameter the stack has keeps its previous value.
+        A CREATE adds `bootstrap` to the parameters. On an UPDATE `live_images()` overrides the
+        given image parameters (a stack update must never undo a release) and every other
+        parameter the stack has keeps its previous value.
         """
         status = self.status()
         if status and status.endswith("_IN_PROGRESS") and status != "REVIEW_IN_PROGRESS":
@@ -65,23 +78,32 @@ class Stack:
                 f"stack {self.name} is {status} and cannot be updated: read its events, delete "
                 "it, then provision again"
             )
-        kind = "UPDATE" if status and status != "REVIEW_IN_PROGRESS" else "CREATE"
+        kind = "UPDATE" if self.exists() else "CREATE"
         previous: set[str] = set()
         if kind == "UPDATE":
             stack = self.client.describe_stacks(StackName=self.name)["Stacks"][0]
             previous = {p["ParameterKey"] for p in stack.get("Parameters", [])}
             given = {**given, **live_images()}
+        else:
+            given = {**given, **bootstrap}
         stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
         change_set = (
             f"flowmasters-{stamp}-{uuid.uuid4().hex[:6]}"  # the IAM policy wants flowmasters-*
         )
+        declared = template_parameters(template)
+        missing = required_parameters(template) - set(given) - previous
+        if missing:
+            raise ReleaseError(
+                f"stack {self.name}: the template needs {', '.join(sorted(missing))}; give them "
+                "in the environment's stack_parameters (or bootstrap_parameters, for a new stack)"
+            )
         try:
             self.client.create_change_set(
                 StackName=self.name,
                 ChangeSetName=change_set,
                 ChangeSetType=kind,
                 TemplateBody=template,
-                Parameters=stack_parameters(template_parameters(template), previous, given),
+                Parameters=stack_parameters(declared, previous, given),
                 Capabilities=CAPABILITIES,
                 Description=description,
             )
@@ -96,8 +118,30 @@ class Stack:
         if state != "CREATE_COMPLETE":
             raise ReleaseError(f"change set {change_set} of stack {self.name} is {state}: {reason}")
         summary = change_set_summary(changes)
-        self.log(f"stack {self.name}: change set {change_set} ({kind}):\n{summary}")
-        self.client.execute_change_set(StackName=self.name, ChangeSetName=change_set)
+        self.log(f"stack {self.name}: change set {change_set} ({kind}) proposed:\n{summary}")
+        return Proposal(kind, change_set, summary, len(changes))
+
+    def execute(self, change_set: str, kind: str) -> None:
+        """Execute a proposed change set and wait. Run again after a success (a task retry), it
+        only waits: an executed change set is never executed twice."""
+        try:
+            described = self.client.describe_change_set(
+                StackName=self.name, ChangeSetName=change_set
+            )
+        except ClientError as exc:
+            raise ReleaseError(
+                f"change set {change_set} of stack {self.name} is gone ({error_code(exc)}): run "
+                "the release again to propose a new one"
+            ) from exc
+        execution = described.get("ExecutionStatus", "AVAILABLE")
+        if execution == "AVAILABLE":
+            self.client.execute_change_set(StackName=self.name, ChangeSetName=change_set)
+            self.log(f"stack {self.name}: executing change set {change_set} ({kind})")
+        elif execution not in ("EXECUTE_IN_PROGRESS", "EXECUTE_COMPLETE"):
+            raise ReleaseError(
+                f"change set {change_set} of stack {self.name} is {execution}: the stack changed "
+                "since it was proposed; run the release again to propose a new one"
+            )
         waiter = "stack_create_complete" if kind == "CREATE" else "stack_update_complete"
         try:
             self.client.get_waiter(waiter).wait(
@@ -109,7 +153,15 @@ class Stack:
                 f"stack {self.name} did not reach {kind}_COMPLETE ({self.status()}): "
                 f"{failed_stack_events(events)}"
             ) from exc
-        return Applied(kind, change_set, summary, len(changes))
+
+    def discard(self, change_set: str, kind: str) -> None:
+        """Delete a proposed change set that was not approved; a CREATE also leaves an empty
+        REVIEW_IN_PROGRESS stack behind, which goes too (it holds no resources)."""
+        with suppress(ClientError):
+            self.client.delete_change_set(StackName=self.name, ChangeSetName=change_set)
+        if kind == "CREATE" and self.status() == "REVIEW_IN_PROGRESS":
+            self.client.delete_stack(StackName=self.name)
+        self.log(f"stack {self.name}: change set {change_set} discarded; nothing changed")
 
     def _described(self, change_set: str) -> tuple[str, str | None, list[dict[str, Any]]]:
         with suppress(WaiterError):  # a FAILED change set ends the waiter; its status says why

@@ -14,6 +14,7 @@ import math
 import time
 import uuid
 from contextlib import contextmanager
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -21,7 +22,13 @@ import docker
 import docker.errors
 
 from targets.aws.clients import aws_errors, logger, poll, quiet_wire_logs, translated
-from targets.aws.decisions import last_json_line, main_container, task_exit
+from targets.aws.decisions import (
+    AwsNames,
+    last_json_line,
+    main_container,
+    resolve_names,
+    task_exit,
+)
 from targets.aws.ecr import Ecr
 from targets.aws.ecs import PROVISION_HINT, Ecs, task_output
 from targets.aws.rds import Rds
@@ -34,6 +41,7 @@ from targets.base import (
     EdgeResult,
     EnvironmentSpec,
     Finding,
+    InfrastructureChange,
     InfrastructureReport,
     MigrationResult,
     PushedImage,
@@ -58,20 +66,6 @@ class AwsRuntime:
         quiet_wire_logs()
         self.block = block
         self.env = environment
-        self.ecs = Ecs(
-            self._client("ecs"),
-            block.cluster,
-            block.deploy_timeout_seconds,
-            block.poll_seconds,
-            self._info,
-        )
-        self.rds = Rds(
-            self._client("rds"),
-            block.db_instance_identifier,
-            block.infrastructure_timeout_seconds,
-            block.poll_seconds,
-            self._info,
-        )
         self.ecr = Ecr(self._client("ecr"))
 
     def _client(self, name: str) -> Any:
@@ -83,35 +77,98 @@ class AwsRuntime:
     def _info(message: str) -> None:
         logger().info(message)
 
+    @cached_property
+    def stack(self) -> Stack:
+        return Stack(
+            self._client("cloudformation"), self.block.stack_name, self._waiter_config(), self._info
+        )
+
+    @cached_property
+    def names(self) -> AwsNames:
+        """The block's names, completed from the stack's outputs (read once per runtime: each
+        task gets a new runtime, so a step after provisioning sees the new outputs)."""
+        given = self.block.model_dump(
+            include={"cluster", "services", "repositories", "db_instance_identifier",
+                     "distribution_id", "target_groups", "subnets", "security_groups"}
+        )  # fmt: skip
+        with aws_errors("stack outputs"):
+            outputs = self.stack.outputs()
+        return resolve_names(given, outputs, [s.name for s in self.env.ordered()])
+
+    def _required(self, value: str | None, what: str, output: str) -> str:
+        if not value:
+            raise ReleaseError(
+                f"environment '{self.env.name}' names no {what}: stack {self.block.stack_name} "
+                f"has no {output} output and the AWS target block sets none; {PROVISION_HINT}"
+            )
+        return value
+
+    @cached_property
+    def ecs(self) -> Ecs:
+        cluster = self._required(self.names.cluster, "ECS cluster", "ClusterName")
+        b = self.block
+        return Ecs(
+            self._client("ecs"),
+            cluster,
+            b.deploy_timeout_seconds,
+            b.poll_seconds,
+            self._info,
+            b.scale_from_zero,
+        )
+
+    @cached_property
+    def rds(self) -> Rds:
+        instance = self._required(
+            self.names.db_instance_identifier, "RDS instance", "DBInstanceIdentifier"
+        )
+        b = self.block
+        return Rds(
+            self._client("rds"),
+            instance,
+            b.infrastructure_timeout_seconds,
+            b.poll_seconds,
+            self._info,
+        )
+
     def _ecs_name(self, service: str) -> str:
         self.env.service(service)
         try:
-            return self.block.services[service]
+            return self.names.services[service]
         except KeyError:
             raise ReleaseError(
-                f"service {service} has no ECS service in the AWS target block: add "
-                f"`{service}: <ECS service name>` to its `services`"
+                f"service {service} has no ECS service: stack {self.block.stack_name} has no "
+                f"{service.capitalize()}ServiceName output; add `{service}: <ECS service name>` "
+                "to the AWS target block's `services`"
             ) from None
 
     def _repository_name(self, service: str) -> str:
-        return self.block.repositories.get(service) or self.env.service(service).repository
+        return self.names.repositories.get(service) or self.env.service(service).repository
 
     # -- step 1: verify and provision ----------------------------------------------------------
 
     @translated("verify")
     def verify(self) -> InfrastructureReport:
-        b = self.block
+        """What the environment runs on is there and reachable. Before the stack exists (a new
+        environment), only the account is checked: provisioning creates the rest."""
+        n = self.names
         checks: list[tuple[str, Callable[[], str]]] = [
             ("aws account", self._check_account),
-            ("ecs cluster", self._check_cluster),
-            *[(f"ecs service {s.name}", self._service_check(s.name)) for s in self.env.ordered()],
-            ("database", self._check_database),
-            *[(f"ecr {s.name}", self._repository_check(s.name)) for s in self.env.ordered()],
+            ("stack", self._check_stack),
         ]
-        if b.target_groups:
-            checks.append(("load balancer", self._check_target_groups))
-        if b.distribution_id:
-            checks.append(("cdn", self._check_distribution))
+        if self.stack.exists() or n.cluster:
+            checks += [
+                ("ecs cluster", self._check_cluster),
+                *[
+                    (f"ecs service {s.name}", self._service_check(s.name))
+                    for s in self.env.ordered()
+                ],
+                ("database", self._check_database),
+                *[(f"ecr {s.name}", self._repository_check(s.name)) for s in self.env.ordered()],
+            ]
+            if n.target_groups:
+                checks.append(("load balancer", self._check_target_groups))
+            if n.distribution_id:
+                checks.append(("cdn", self._check_distribution))
         results = [self._check(component, probe) for component, probe in checks]
         report = InfrastructureReport(target=self.name, findings=tuple(f for f, _ in results))
         if report.missing:
@@ -135,12 +192,19 @@ class AwsRuntime:
         me = self._client("sts").get_caller_identity()
         return f"account {me['Account']} as {me['Arn']}"
 
+    def _check_stack(self) -> str:
+        status = self.stack.status()
+        if status is None or status == "REVIEW_IN_PROGRESS":
+            return f"stack {self.block.stack_name} does not exist yet: provisioning creates it"
+        return f"stack {self.block.stack_name} {status}"
+
     def _check_cluster(self) -> str:
-        found = self.ecs.client.describe_clusters(clusters=[self.block.cluster])["clusters"]
+        cluster = self.ecs.cluster
+        found = self.ecs.client.describe_clusters(clusters=[cluster])["clusters"]
         status = found[0]["status"] if found else "missing"
         if status != "ACTIVE":
-            raise ReleaseError(f"ECS cluster {self.block.cluster} is {status}: {PROVISION_HINT}")
-        return f"ECS cluster {self.block.cluster} ACTIVE"
+            raise ReleaseError(f"ECS cluster {cluster} is {status}: {PROVISION_HINT}")
+        return f"ECS cluster {cluster} ACTIVE"
 
     def _service_check(self, service: str) -> Callable[[], str]:
         def probe() -> str:
@@ -152,14 +216,15 @@ class AwsRuntime:
         return probe
 
     def _check_database(self) -> str:
-        found = self.rds.describe(self.block.db_instance_identifier)
+        instance = self.rds.instance
+        found = self.rds.describe(instance)
         status = found["DBInstanceStatus"] if found else "missing"
         if status != "available":
             raise ReleaseError(
-                f"RDS instance {self.block.db_instance_identifier} is {status}"
+                f"RDS instance {instance} is {status}"
                 + (f": {PROVISION_HINT}" if found is None else "; wait until it is available")
             )
-        return f"RDS {found['Engine']} {self.block.db_instance_identifier} available"
+        return f"RDS {found['Engine']} {instance} available"
 
     def _repository_check(self, service: str) -> Callable[[], str]:
         def probe() -> str:
@@ -172,46 +237,63 @@ class AwsRuntime:
         return probe
 
     def _check_target_groups(self) -> str:
-        arns = list(self.block.target_groups.values())
+        arns = list(self.names.target_groups.values())
         found = self._client("elbv2").describe_target_groups(TargetGroupArns=arns)["TargetGroups"]
         return ", ".join(g["TargetGroupName"] for g in found)
 
     def _check_distribution(self) -> str:
-        dist = self._client("cloudfront").get_distribution(Id=self.block.distribution_id)
-        return f"CloudFront {self.block.distribution_id} {dist['Distribution']['Status']}"
+        dist_id = self.names.distribution_id
+        dist = self._client("cloudfront").get_distribution(Id=dist_id)
+        return f"CloudFront {dist_id} {dist['Distribution']['Status']}"
 
     @translated("provision")
-    def provision(self) -> InfrastructureReport:
-        """Apply the stack template through a change set; an empty change set changes nothing.
-
-        The change set's resource changes are in the finding's detail, for the caller to
-        publish (e.g. as an artifact).
-        """
+    def plan_infrastructure(self) -> InfrastructureChange:
+        """A change set of the stack template, created and left for review (an empty one is
+        deleted: nothing to do)."""
         path = Path(self.block.template_path)
         path = path if path.is_absolute() else REPO_ROOT / path
         if not path.is_file():
             raise ReleaseError(
                 f"no CloudFormation template at {path}: set the block's template_path"
             )
-        name = self.block.stack_name
-        stack = Stack(self._client("cloudformation"), name, self._waiter_config(), self._info)
-        applied = stack.apply(
+        proposal = self.stack.propose(
             path.read_text(),
             self.block.stack_parameters,
+            self.block.bootstrap_parameters,
             self._live_images,
             f"Flowmasters {self.env.name}",
         )
-        if applied is None:
+        if proposal is None:
+            return InfrastructureChange(
+                target=self.name, summary=f"stack {self.block.stack_name} up to date"
+            )
+        return InfrastructureChange(
+            target=self.name,
+            kind=proposal.kind,
+            change_id=proposal.change_set,
+            summary=f"stack {self.block.stack_name} {proposal.kind} with change set "
+            f"{proposal.change_set}:\n{proposal.summary}",
+            changes=proposal.changes,
+        )
+
+    @translated("provision")
+    def provision(self, change: InfrastructureChange) -> InfrastructureReport:
+        """Execute the proposed change set and wait until the stack is complete."""
+        name = self.block.stack_name
+        if change.empty or change.change_id is None:
             finding = Finding(component="stack", ok=True, detail=f"stack {name} up to date")
             return InfrastructureReport(target=self.name, findings=(finding,))
-        detail = (
-            f"stack {name} {applied.kind} with change set {applied.change_set}:\n{applied.summary}"
-        )
+        self.stack.execute(change.change_id, change.kind)
         return InfrastructureReport(
             target=self.name,
-            findings=(Finding(component="stack", ok=True, detail=detail),),
-            changed=(f"stack {name}: {applied.changes} resource changes",),
+            findings=(Finding(component="stack", ok=True, detail=change.summary),),
+            changed=(f"stack {name}: {change.changes} resource changes",),
         )
+
+    @translated("provision")
+    def discard_infrastructure_change(self, change: InfrastructureChange) -> None:
+        if change.change_id is not None:
+            self.stack.discard(change.change_id, change.kind)
 
     def _live_images(self) -> dict[str, str]:
         """{template parameter: the image its service runs now} for the block's image_parameters."""
@@ -402,8 +484,8 @@ class AwsRuntime:
         """The block's subnets and security groups, else the service's own."""
         own = (service.get("networkConfiguration") or {}).get("awsvpcConfiguration", {})
         return {
-            "subnets": self.block.subnets or own.get("subnets", []),
-            "securityGroups": self.block.security_groups or own.get("securityGroups", []),
+            "subnets": self.names.subnets or own.get("subnets", []),
+            "securityGroups": self.names.security_groups or own.get("securityGroups", []),
             "assignPublicIp": own.get("assignPublicIp", "DISABLED"),
         }
 
@@ -411,10 +493,15 @@ class AwsRuntime:
 
     @translated("live revision")
     def live_revision(self, service: str) -> Revision | None:
+        """What the service runs; None while it runs a bootstrap placeholder image (a stack the
+        pipeline created before any release): nothing has been released there yet."""
         described = self.ecs.service(self._ecs_name(service))
-        return self.ecs.revision(
+        revision = self.ecs.revision(
             service, self.ecs.live_task_definition(described), self.ecr.digest_of
         )
+        if revision.image in self.block.bootstrap_parameters.values():
+            return None
+        return revision
 
     @translated("deploy")
     def deploy_service(self, service: str, image: str, version: str) -> DeployResult:
@@ -428,7 +515,7 @@ class AwsRuntime:
         elb = self._client("elbv2")
         routes = []
         for service in self.env.ordered():
-            arn = self.block.target_groups.get(service.name)
+            arn = self.names.target_groups.get(service.name)
             if arn is None:
                 continue
             health = elb.describe_target_health(TargetGroupArn=arn)["TargetHealthDescriptions"]
@@ -441,13 +528,13 @@ class AwsRuntime:
                 )
             routes.append(f"{service.name} {healthy}/{len(states)} targets healthy")
         load_balancer = "ALB: " + (", ".join(routes) or "no target groups configured")
-        if not self.block.distribution_id:
+        if not self.names.distribution_id:
             return EdgeResult(load_balancer=load_balancer, cdn="none configured", changed=False)
         return EdgeResult(load_balancer=load_balancer, cdn=self._invalidate(), changed=True)
 
     def _invalidate(self) -> str:
         """Own polling of get_invalidation: moto's `invalidation_completed` waiter never ends."""
-        cloudfront, dist = self._client("cloudfront"), self.block.distribution_id
+        cloudfront, dist = self._client("cloudfront"), self.names.distribution_id
         paths = self.block.invalidation_paths
         created = cloudfront.create_invalidation(
             DistributionId=dist,

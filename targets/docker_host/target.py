@@ -24,6 +24,7 @@ from targets.base import (
     EdgeResult,
     EnvironmentSpec,
     Finding,
+    InfrastructureChange,
     InfrastructureReport,
     MigrationResult,
     PushedImage,
@@ -148,13 +149,31 @@ class DockerHostRuntime:
                 ) from exc
         return f"{ref} present"
 
-    def provision(self) -> InfrastructureReport:
-        """Make sure HAProxy has this environment's frontends and backends (reload only if new)."""
+    def _proxy_config(self) -> str:
         states = self.admin.states()
         live = {name: proxy.live_slot(states, self._backend(name)) for name in self.routes}
-        text = proxy.render_config(self.env.name, list(self.routes.values()), live)
+        return proxy.render_config(self.env.name, list(self.routes.values()), live)
+
+    def plan_infrastructure(self) -> InfrastructureChange:
+        """The one thing this target provisions: the environment's HAProxy frontends and
+        backends. A change is a new environment, or new ports or check paths."""
+        path = Path(self.block.proxy_config_dir) / f"{self.env.name}.cfg"
+        if path.is_file() and path.read_text() == self._proxy_config():
+            return InfrastructureChange(target=self.name, summary="load balancer config up to date")
+        ports = ", ".join(f"{n} on 127.0.0.1:{r.public_port}" for n, r in self.routes.items())
+        action = "update" if path.is_file() else "add"
+        return InfrastructureChange(
+            target=self.name,
+            kind="config",
+            summary=f"HAProxy: {action} {path.name} ({ports}) and reload",
+            changes=1,
+        )
+
+    def provision(self, change: InfrastructureChange) -> InfrastructureReport:
+        """Make sure HAProxy has this environment's frontends and backends (reload only if new)."""
+        text = self._proxy_config()
         changed = proxy.write_config(self.block.proxy_config_dir, self.env.name, text)
-        if changed:  # a new environment, or new ports or check paths: rare, so a reload is fine
+        if changed:  # rare, so a reload is fine
             proxy.reload(self.block.proxy_config_dir, self.block.proxy_pidfile)
             self.admin.wait_for(
                 f"the backends of '{self.env.name}' are loaded",
@@ -169,6 +188,9 @@ class DockerHostRuntime:
             findings=(Finding(component="load balancer", ok=True, detail=detail),),
             changed=("load balancer config",) if changed else (),
         )
+
+    def discard_infrastructure_change(self, change: InfrastructureChange) -> None:
+        """Nothing was written while the change waited: nothing to discard."""
 
     # -- steps 2-3: images ---------------------------------------------------------------------
 

@@ -1,8 +1,10 @@
-"""End to end: the deployments of prefect.yaml, run by the stack's worker, against `local` and
-`production`, with the automations the deployments created. Nothing is faked.
+"""End to end: the deployments of prefect.yaml, run by the stack's worker, against `local` (the
+Docker host) and `production` (AWS; here the stack's moto server, which stands in for AWS because
+no machine here may reach it), with the automations the deployments created. Nothing else is
+faked.
 
-`scripts/test.sh` deploys prefect.yaml before pytest runs. These tests change what `local` and
-`production` serve: each starts by releasing a version of its own.
+`scripts/test.sh` deploys prefect.yaml before pytest runs. These tests change what `local`
+serves: each starts by releasing a version of its own.
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ from tests.integration.conftest import stack  # noqa: F401  (the stack must be u
 pytestmark = pytest.mark.e2e
 
 LOCAL_FRONTEND = "http://127.0.0.1:8080"
-PRODUCTION_FRONTEND = "http://127.0.0.1:10080"
 
 
 def new_version(prefix: str) -> str:

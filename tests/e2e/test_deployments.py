@@ -1,12 +1,19 @@
-"""The deployments people use: one release at a time, approval for production, dry runs."""
+"""The deployments people use: one release at a time, approvals, the CLI, the nightly schedule."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
+import boto3
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    ArtifactCollectionFilter,
+    ArtifactCollectionFilterKey,
+)
 from prefect.concurrency.sync import concurrency
 from prefect.flow_runs import resume_flow_run
 
@@ -14,7 +21,6 @@ from flows.lock import lock_name
 from flows.release import release
 from tests.e2e.conftest import (
     LOCAL_FRONTEND,
-    PRODUCTION_FRONTEND,
     new_version,
     read,
     served_version,
@@ -45,10 +51,10 @@ def test_release_while_the_environment_is_locked_is_refused_with_a_message():
     assert served_version(LOCAL_FRONTEND) == before
 
 
-def paused_run(version: str):
-    run = start("release/production", version=version, bake_seconds=0)
+def paused_run(deployment: str, **parameters) -> Any:
+    run = start(deployment, bake_seconds=0, **parameters)
     wait_until(
-        "the production release pausing for approval",
+        f"the {deployment} run pausing for approval",
         lambda: (state := read(run.id).state) and (state.is_paused() or state.is_final()),
         timeout=300,
     )
@@ -57,39 +63,80 @@ def paused_run(version: str):
 
 
 @pytest.fixture(scope="module")
-def production_baseline() -> str:
-    """Production serves a version of this module before the approval tests start."""
-    version = new_version("e2e-prod")
-    run = paused_run(version)
-    resume_flow_run(run.id, run_input={"approve": True, "comment": "baseline"})
-    assert wait_final(run.id).state.is_completed()
+def local_baseline() -> str:
+    """`local` serves a version of this module before the approval tests start."""
+    version = new_version("e2e-base")
+    assert wait_final(start("release/local", version=version).id).state.is_completed()
     return version
 
 
-def test_production_release_waits_for_approval_then_goes_on(production_baseline):
+def test_a_release_that_requires_approval_waits_then_goes_on(local_baseline):
     version = new_version("e2e-approved")
 
-    run = paused_run(version)
-    assert served_version(PRODUCTION_FRONTEND) == production_baseline, (
-        "nothing changed while paused"
-    )
+    run = paused_run("release/local", version=version, require_approval=True)
+    assert served_version(LOCAL_FRONTEND) == local_baseline, "nothing changed while paused"
     resume_flow_run(run.id, run_input={"approve": True, "comment": "looks right"})
 
     assert wait_final(run.id).state.is_completed()
-    assert served_version(PRODUCTION_FRONTEND) == version
+    assert served_version(LOCAL_FRONTEND) == version
 
 
-def test_rejected_production_release_changes_nothing(production_baseline):
-    before = served_version(PRODUCTION_FRONTEND)
+def test_a_rejected_release_changes_nothing(local_baseline):
+    before = served_version(LOCAL_FRONTEND)
     version = new_version("e2e-rejected")
 
-    run = paused_run(version)
+    run = paused_run("release/local", version=version, require_approval=True)
     resume_flow_run(run.id, run_input={"approve": False, "comment": "not today"})
 
     final = wait_final(run.id).state
     assert final.is_cancelled(), final
     assert "rejected" in final.message and "not today" in final.message
-    assert served_version(PRODUCTION_FRONTEND) == before
+    assert served_version(LOCAL_FRONTEND) == before
+
+
+def stand_in(service: str) -> Any:
+    """A client of the stack's AWS stand-in (moto's server), where `production` lives here."""
+    return boto3.client(
+        service,
+        endpoint_url=os.environ["FM_AWS_ENDPOINT_URL"],
+        region_name=os.environ.get("FM_AWS_REGION", "eu-west-1"),
+        aws_access_key_id="e2e",
+        aws_secret_access_key="e2e",
+    )
+
+
+def production_stack_status() -> str | None:
+    stacks = stand_in("cloudformation").list_stacks()["StackSummaries"]
+    live = [s["StackStatus"] for s in stacks if s["StackName"] == "flowmasters-production"]
+    return next((s for s in live if s != "DELETE_COMPLETE"), None)
+
+
+def test_production_changes_no_infrastructure_without_approval():
+    """release/production (AWS, here the moto stand-in) proposes the real template's change set
+    and pauses on it; a rejection deletes it and leaves no stack. moto cannot create the whole
+    stack, so the approved path of a CREATE is not run here (tests/integration/test_aws_flows.py
+    runs the approved release on a small template)."""
+    assert production_stack_status() is None
+
+    run = paused_run("release/production", version=new_version("e2e-prod"))
+
+    assert production_stack_status() == "REVIEW_IN_PROGRESS"  # a change set, no resources
+    with get_client(sync_client=True) as client:
+        artifact = client.read_latest_artifacts(
+            artifact_filter=ArtifactCollectionFilter(
+                key=ArtifactCollectionFilterKey(any_=["infrastructure-production"])
+            )
+        )[0]
+    assert "CREATE with change set flowmasters-" in artifact.data
+    assert "Add AWS::RDS::DBInstance Database" in artifact.data
+    assert "Add AWS::ECS::Service BackendService" in artifact.data
+
+    resume_flow_run(run.id, run_input={"approve": False, "comment": "not in the freeze"})
+
+    final = wait_final(run.id).state
+    assert final.is_cancelled(), final
+    assert "rejected in the infrastructure approval step: not in the freeze" in final.message
+    assert production_stack_status() is None
 
 
 def test_cli_run_with_an_all_digits_version_as_the_ci_example_does():

@@ -30,6 +30,7 @@ from targets.base import (
     EdgeResult,
     EnvironmentSpec,
     Finding,
+    InfrastructureChange,
     InfrastructureReport,
     MigrationResult,
     ProbeSpec,
@@ -94,6 +95,7 @@ class FakeTarget:
         self.live: dict[str, Revision] = {}
         self.schema = 1
         self.on_backup: Any = None
+        self.proposal: InfrastructureChange | None = None  # what plan_infrastructure proposes
 
     def _call(self, what: str) -> None:
         self.calls.append(what)
@@ -106,9 +108,17 @@ class FakeTarget:
             target="fake", findings=(Finding(component="all", ok=True, detail="ok"),)
         )
 
-    def provision(self) -> InfrastructureReport:
-        self._call("provision")
-        return InfrastructureReport(target="fake", findings=())
+    def plan_infrastructure(self) -> InfrastructureChange:
+        self._call("plan_infrastructure")
+        return self.proposal or InfrastructureChange(target="fake")
+
+    def provision(self, change: InfrastructureChange) -> InfrastructureReport:
+        self._call(f"provision:{change.change_id}")
+        changed = () if change.empty else (f"applied {change.change_id}",)
+        return InfrastructureReport(target="fake", findings=(), changed=changed)
+
+    def discard_infrastructure_change(self, change: InfrastructureChange) -> None:
+        self._call(f"discard:{change.change_id}")
 
     def build_image(self, build: BuildSpec) -> BuiltImage:
         self._call(f"build:{build.service}")

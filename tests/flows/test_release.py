@@ -29,7 +29,7 @@ def test_steps_run_in_the_strategy_order(fake, emitted, source):
     assert result["status"] == "succeeded"
     builds_and_pushes = sorted(fake.calls[2:6])
     assert builds_and_pushes == ["build:backend", "build:frontend", "push:backend", "push:frontend"]
-    assert fake.calls[:2] == ["verify", "provision"]
+    assert fake.calls[:2] == ["verify", "plan_infrastructure"]  # nothing proposed: no provision
     assert fake.calls[6:] == [
         "schema",
         "backup",
@@ -96,7 +96,7 @@ def test_failure_before_any_change_says_nothing_changed(fake, emitted, source):
     state = release("flowtest", "v5", source, return_state=True)
 
     assert state.is_failed()
-    assert fake.calls[-1].startswith("build") or fake.calls[-1] == "provision"
+    assert fake.calls[-1].startswith("build")
     assert emitted[-1][0] == events.RELEASE_FAILED
     assert emitted[-1][2]["changed_environment"] is False
     assert not [c for c in fake.calls if c.startswith(("backup", "migrate"))]

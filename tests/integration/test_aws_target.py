@@ -418,6 +418,7 @@ def test_verify_finds_every_component(target):
     report = no_secret(target.verify())
     assert [f.component for f in report.findings] == [
         "aws account",
+        "stack",
         "ecs cluster",
         "ecs service backend",
         "ecs service frontend",
@@ -428,7 +429,8 @@ def test_verify_finds_every_component(target):
         "cdn",
     ]
     assert all(f.ok for f in report.findings)
-    assert report.findings[4].detail == "RDS postgres fm-test-db available"
+    assert report.findings[5].detail == "RDS postgres fm-test-db available"
+    assert report.findings[1].detail == "stack fm-test does not exist yet: provisioning creates it"
 
 
 def test_verify_names_a_missing_cluster_and_what_to_do(block):
@@ -440,18 +442,21 @@ def test_verify_names_a_missing_cluster_and_what_to_do(block):
     )
 
 
+TINY_TEMPLATE = (
+    # A tiny stand-in for infra/cloudformation/flowmasters.yaml, with the same kind of image
+    # parameter: the real template needs a VPC, RDS and more than moto can create.
+    "AWSTemplateFormatVersion: '2010-09-09'\n"
+    "Parameters:\n"
+    "  Label: {Type: String}\n"
+    "  BackendImage: {Type: String}\n"
+    "Resources:\n"
+    "  Logs: {Type: AWS::Logs::LogGroup, Properties: {LogGroupName: !Sub '/fm/${Label}'}}\n"
+)
+
+
 def test_provision_creates_then_changes_nothing_then_updates(block, tmp_path, aws):
     template = tmp_path / "stack.yaml"
-    # A tiny stand-in for infra/cloudformation/flowmasters.yaml, with the same kind of image
-    # parameter: the real template needs a VPC, RDS and more than a quick test should create.
-    template.write_text(
-        "AWSTemplateFormatVersion: '2010-09-09'\n"
-        "Parameters:\n"
-        "  Label: {Type: String}\n"
-        "  BackendImage: {Type: String}\n"
-        "Resources:\n"
-        "  Logs: {Type: AWS::Logs::LogGroup, Properties: {LogGroupName: !Sub '/fm/${Label}'}}\n"
-    )
+    template.write_text(TINY_TEMPLATE)
     live = moto_service_image("backend")
     settings = {
         "stack_name": "fm-provision",
@@ -461,15 +466,24 @@ def test_provision_creates_then_changes_nothing_then_updates(block, tmp_path, aw
     }
     target = block.model_copy(update=settings).connect(SPEC)
 
-    created = no_secret(target.provision())
+    proposed = no_secret(target.plan_infrastructure())
+    assert (proposed.kind, proposed.changes) == ("CREATE", 1)
+    assert proposed.summary.endswith("Add AWS::Logs::LogGroup Logs")
+    # Proposed is not applied: CloudFormation holds an empty stack under review, no resources.
+    stack = aws("cloudformation").describe_stacks(StackName="fm-provision")["Stacks"][0]
+    assert stack["StackStatus"] == "REVIEW_IN_PROGRESS"
+
+    created = no_secret(target.provision(proposed))
     assert created.changed == ("stack fm-provision: 1 resource changes",)
-    assert created.findings[0].detail.endswith("Add AWS::Logs::LogGroup Logs")
     stack = aws("cloudformation").describe_stacks(StackName="fm-provision")["Stacks"][0]
     assert stack["StackStatus"] == "CREATE_COMPLETE"
+    again = target.provision(proposed)  # a task retry after success only waits
+    assert again.changed == created.changed
 
-    unchanged = target.provision()
-    assert unchanged.changed == ()
-    assert unchanged.findings[0].detail == "stack fm-provision up to date"
+    unchanged = target.plan_infrastructure()
+    assert unchanged.empty
+    assert unchanged.summary == "stack fm-provision up to date"
+    assert target.provision(unchanged).changed == ()
     change_sets = aws("cloudformation").list_change_sets(StackName="fm-provision")["Summaries"]
     assert "FAILED" not in [c["Status"] for c in change_sets]  # the empty one was deleted
 
@@ -480,14 +494,114 @@ def test_provision_creates_then_changes_nothing_then_updates(block, tmp_path, aw
     # A stale image in the block and no Label: the update must still pass the live image (never
     # undo a release) and keep Label's previous value.
     settings["stack_parameters"] = {"BackendImage": "stale/backend:0.1"}
-    updated = block.model_copy(update=settings).connect(SPEC).provision()
+    updater = block.model_copy(update=settings).connect(SPEC)
+    update = updater.plan_infrastructure()
+    assert update.kind == "UPDATE"
+    assert "Add AWS::Logs::LogGroup More" in update.summary
+    updated = updater.provision(update)
     assert updated.changed == ("stack fm-provision: 1 resource changes",)
-    assert "Add AWS::Logs::LogGroup More" in updated.findings[0].detail
     stack = aws("cloudformation").describe_stacks(StackName="fm-provision")["Stacks"][0]
     assert {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]} == {
         "Label": "provisioned",
         "BackendImage": live,
     }
+
+
+def test_a_discarded_proposal_for_a_new_stack_leaves_no_stack(block, tmp_path, aws):
+    template = tmp_path / "stack.yaml"
+    template.write_text(TINY_TEMPLATE)
+    settings = {
+        "stack_name": "fm-discarded",
+        "template_path": str(template),
+        "stack_parameters": {"Label": "discarded"},
+        "bootstrap_parameters": {"BackendImage": "placeholder/backend:bootstrap"},
+    }
+    target = block.model_copy(update=settings).connect(SPEC)
+
+    proposed = target.plan_infrastructure()
+    assert proposed.kind == "CREATE"
+    target.discard_infrastructure_change(proposed)
+
+    stacks = aws("cloudformation").list_stacks()["StackSummaries"]
+    assert [s["StackStatus"] for s in stacks if s["StackName"] == "fm-discarded"] in (
+        [],
+        ["DELETE_COMPLETE"],
+    )
+    log_groups = aws("logs").describe_log_groups(logGroupNamePrefix="/fm/discarded")
+    assert log_groups["logGroups"] == []
+
+
+def test_a_new_stack_without_its_required_parameters_is_refused_with_their_names(
+    block, tmp_path, aws
+):
+    template = tmp_path / "stack.yaml"
+    template.write_text(TINY_TEMPLATE)
+    settings = {"stack_name": "fm-incomplete", "template_path": str(template)}
+    target = block.model_copy(update=settings).connect(SPEC)
+
+    with pytest.raises(ReleaseError) as refused:
+        target.plan_infrastructure()
+
+    assert "the template needs BackendImage, Label" in str(refused.value)
+    assert "bootstrap_parameters" in str(refused.value)
+    stacks = aws("cloudformation").list_stacks()["StackSummaries"]
+    assert "fm-incomplete" not in [s["StackName"] for s in stacks]
+
+
+def test_names_the_block_leaves_out_come_from_the_stack_outputs(block, tmp_path, aws, world):
+    """An environment block that names only its stack: cluster, services, database, target
+    groups and distribution are read from the stack's outputs, as flowmasters.yaml exports them."""
+    template = tmp_path / "outputs.yaml"
+    outputs = {
+        "ClusterName": "fm-test",
+        "BackendServiceName": "fm-test-backend",
+        "FrontendServiceName": "fm-test-frontend",
+        "DBInstanceIdentifier": "fm-test-db",
+        "DistributionId": world["distribution"],
+        "BackendTargetGroupArn": world["tg"]["backend"],
+        "FrontendTargetGroupArn": world["tg"]["frontend"],
+    }
+    template.write_text(
+        "AWSTemplateFormatVersion: '2010-09-09'\n"
+        "Resources:\n"
+        "  Logs: {Type: AWS::Logs::LogGroup, Properties: {LogGroupName: /fm/outputs}}\n"
+        "Outputs:\n" + "".join(f"  {k}: {{Value: '{v}'}}\n" for k, v in outputs.items())
+    )
+    cfn = aws("cloudformation")
+    cfn.create_stack(StackName="fm-outputs", TemplateBody=template.read_text())
+    cfn.get_waiter("stack_create_complete").wait(
+        StackName="fm-outputs", WaiterConfig={"Delay": 0.1}
+    )
+    only_stack = block.model_copy(
+        update={
+            "stack_name": "fm-outputs",
+            "cluster": None,
+            "services": {},
+            "db_instance_identifier": None,
+            "distribution_id": None,
+            "target_groups": {},
+        }
+    )
+
+    report = only_stack.connect(SPEC).verify()
+
+    details = {f.component: f.detail for f in report.findings}
+    assert details["ecs cluster"] == "ECS cluster fm-test ACTIVE"
+    assert details["ecs service backend"].startswith("fm-test-backend runs ")
+    assert details["database"] == "RDS postgres fm-test-db available"
+    assert details["cdn"].startswith(f"CloudFront {world['distribution']} ")
+    assert "load balancer" in details
+
+
+def test_a_block_that_names_nothing_and_has_no_stack_says_what_to_do(block):
+    bare = block.model_copy(
+        update={"stack_name": "fm-nowhere", "cluster": None, "services": {}}
+    ).connect(SPEC)
+
+    with pytest.raises(ReleaseError) as failed:
+        bare.live_revision("backend")
+
+    assert "names no ECS cluster: stack fm-nowhere has no ClusterName output" in str(failed.value)
 
 
 # -- steps 2-3 ------------------------------------------------------------------------------------
@@ -643,6 +757,22 @@ def test_deploy_registers_a_revision_with_only_the_image_changed(
     back = target.deploy_service("frontend", before.image, before.version)  # a rollback
     assert back.changed
     assert target.live_revision("frontend").version == before.version
+
+
+def test_a_service_bootstrapped_with_no_tasks_is_scaled_up_by_its_first_deploy(
+    block, monkeypatch, world
+):
+    """A stack created with DesiredCount 0 (no images existed yet) runs nothing; the first deploy
+    starts `scale_from_zero` tasks, a service that runs tasks keeps its count."""
+    FakeEcsScheduler(monkeypatch, "completed")
+    target = block.model_copy(update={"scale_from_zero": 3}).connect(SPEC)
+    moto_service("frontend").desired_count = 0
+
+    target.deploy_service("frontend", f"{world['repos']['frontend']}:1.2.0", "1.2.0")
+    assert moto_service("frontend").desired_count == 3
+
+    target.deploy_service("frontend", f"{world['repos']['frontend']}:1.2.1", "1.2.1")
+    assert moto_service("frontend").desired_count == 3
 
 
 def test_a_circuit_breaker_rollback_is_a_failed_deploy(target, monkeypatch, aws, world):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from targets.aws.decisions import (
+    AwsNames,
     Outcome,
     change_set_is_empty,
     change_set_summary,
@@ -16,6 +19,8 @@ from targets.aws.decisions import (
     parse_image,
     rds_identifier,
     repository_name,
+    required_parameters,
+    resolve_names,
     snapshot_identifier,
     stack_parameters,
     task_exit,
@@ -318,3 +323,84 @@ class TestOneOffTasks:
         }
         assert last_json_line(['{"a": 1}', "Traceback ..."]) is None
         assert last_json_line([]) is None
+
+
+OUTPUTS = {
+    "ClusterName": "flowmasters-staging",
+    "BackendServiceName": "backend",
+    "FrontendServiceName": "frontend",
+    "BackendRepositoryUri": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/flowmasters-staging/backend",
+    "FrontendRepositoryUri": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/flowmasters-staging/frontend",
+    "DBInstanceIdentifier": "flowmasters-staging",
+    "DistributionId": "E2EXAMPLE",
+    "BackendTargetGroupArn": "arn:tg/backend",
+    "FrontendTargetGroupArn": "arn:tg/frontend",
+    "PrivateSubnetIds": "subnet-a,subnet-b",
+    "ServiceSecurityGroupId": "sg-1",
+}
+
+
+def test_names_come_from_the_stack_outputs():
+    names = resolve_names({}, OUTPUTS, ["backend", "frontend"])
+
+    assert names == AwsNames(
+        cluster="flowmasters-staging",
+        services={"backend": "backend", "frontend": "frontend"},
+        repositories={
+            "backend": "flowmasters-staging/backend",
+            "frontend": "flowmasters-staging/frontend",
+        },
+        db_instance_identifier="flowmasters-staging",
+        distribution_id="E2EXAMPLE",
+        target_groups={"backend": "arn:tg/backend", "frontend": "arn:tg/frontend"},
+        subnets=["subnet-a", "subnet-b"],
+        security_groups=["sg-1"],
+    )
+
+
+def test_names_in_the_block_win_over_the_outputs():
+    given = {
+        "cluster": "shared",
+        "services": {"backend": "api"},
+        "subnets": ["subnet-z"],
+        "distribution_id": None,
+        "target_groups": {},
+    }
+
+    names = resolve_names(given, OUTPUTS, ["backend", "frontend"])
+
+    assert (names.cluster, names.services, names.subnets) == (
+        "shared",
+        {"backend": "api", "frontend": "frontend"},
+        ["subnet-z"],
+    )
+    assert names.distribution_id == "E2EXAMPLE"  # None in the block: not given
+
+
+def test_without_a_stack_only_the_block_names_anything():
+    names = resolve_names({"cluster": "c"}, {}, ["backend"])
+
+    assert names == AwsNames("c", {}, {}, None, None, {}, [], [])
+
+
+def test_required_parameters_are_those_without_a_default():
+    template = (
+        "Parameters:\n"
+        "  EnvironmentName: {Type: String}\n"
+        "  BackendImage: {Type: String, Description: x}\n"
+        "  DesiredCount: {Type: Number, Default: 2}\n"
+        "Resources:\n"
+        "  X: {Type: AWS::Logs::LogGroup, Properties: {LogGroupName: !Ref EnvironmentName}}\n"
+    )
+
+    assert required_parameters(template) == {"EnvironmentName", "BackendImage"}
+
+
+def test_the_real_template_needs_only_the_environment_and_the_two_images():
+    template = Path(__file__).resolve().parents[2] / "infra/cloudformation/flowmasters.yaml"
+
+    assert required_parameters(template.read_text()) == {
+        "EnvironmentName",
+        "BackendImage",
+        "FrontendImage",
+    }
