@@ -76,6 +76,23 @@ def deployment_outcome(service: dict[str, Any], new_td_arn: str) -> Outcome:
     return Outcome("in_progress", f"rollout {state or 'unknown'}, {counts}")
 
 
+def rollout_to_stop(service: dict[str, Any], target_td: str) -> dict[str, Any] | None:
+    """The deployment a rollback to `target_td` stops (ECS StopServiceDeployment, ROLLBACK):
+    a PRIMARY deployment of another revision still IN_PROGRESS while a deployment of `target_td`
+    is still ACTIVE, i.e. its tasks still serve. None otherwise: the rollback updates the service.
+    """
+    primary = primary_deployment(service)
+    if primary is None or primary.get("rolloutState") != "IN_PROGRESS":
+        return None
+    if primary.get("taskDefinition") == target_td:
+        return None
+    serving = any(
+        d.get("status") == "ACTIVE" and d.get("taskDefinition") == target_td
+        for d in service.get("deployments", [])
+    )
+    return primary if serving else None
+
+
 def new_events(events: list[dict[str, Any]], seen: set[str]) -> list[dict[str, Any]]:
     """Service events not logged yet, oldest first (ECS lists them newest first)."""
     return [e for e in reversed(events) if e.get("id") not in seen]

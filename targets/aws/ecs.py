@@ -14,6 +14,7 @@ from targets.aws.decisions import (
     new_events,
     parse_image,
     primary_deployment,
+    rollout_to_stop,
     with_image,
 )
 from targets.base import DeployResult, Revision
@@ -138,6 +139,17 @@ class Ecs:
         new_arn = self.task_definition_for(
             current_td, main_container(current_td, service)["name"], image
         )
+        in_flight = rollout_to_stop(described, new_arn)
+        if in_flight is not None and self._stop_with_rollback(ecs_name, in_flight, label):
+            reason = self.wait(ecs_name, new_arn, label, seen)
+            return DeployResult(
+                service=service,
+                changed=True,
+                previous=previous,
+                current=self.revision(service, self.task_definition(new_arn), image_id),
+                detail=f"stopped the deployment of {in_flight['taskDefinition']} in progress; "
+                f"ECS rolled back to {new_arn}: {reason}",
+            )
         scale = {"desiredCount": self.scale_from_zero} if described.get("desiredCount") == 0 else {}
         self.client.update_service(
             cluster=self.cluster,
@@ -159,6 +171,25 @@ class Ecs:
             current=current,
             detail=f"{new_arn}: {reason}; previous {previous.revision_id} kept for rollback",
         )
+
+    def _stop_with_rollback(self, ecs_name: str, in_flight: dict[str, Any], label: str) -> bool:
+        """StopServiceDeployment with ROLLBACK: ECS ends the rollout in progress and returns the
+        service to its last completed revision, the one still serving. False (and a log line)
+        when ECS cannot: the caller then updates the service to that revision instead."""
+        try:
+            found = self.client.list_service_deployments(
+                cluster=self.cluster, service=ecs_name, status=["PENDING", "IN_PROGRESS"]
+            )["serviceDeployments"]
+            if not found:
+                return False
+            arn = found[0]["serviceDeploymentArn"]
+            self.client.stop_service_deployment(serviceDeploymentArn=arn, stopType="ROLLBACK")
+        except ClientError as exc:
+            self.log(f"{label}: could not stop the deployment in progress ({exc}); updating the "
+                     "service instead")  # fmt: skip
+            return False
+        self.log(f"{label}: stopped {arn} (deploying {in_flight['taskDefinition']}) with rollback")
+        return True
 
     def restart(self, ecs_name: str, label: str) -> str:
         """A new deployment of the same task definition (fresh tasks), waited for."""

@@ -27,6 +27,7 @@ import boto3
 import httpx
 import pytest
 from moto.ecs.models import ecs_backends
+from moto.ecs.responses import EC2ContainerServiceResponse
 from moto.logs.models import logs_backends
 from moto.server import ThreadedMotoServer
 from prefect_aws import AwsCredentials
@@ -350,6 +351,52 @@ class FakeEcsScheduler:
                 "message": f"(service {service.name}) {message}",
             },
         )
+
+
+class FakeServiceDeployments:
+    """Plays ECS's ListServiceDeployments and StopServiceDeployment, which moto does not have:
+    the rollout in progress (PRIMARY, IN_PROGRESS) is listed; stopping it with ROLLBACK does what
+    ECS does, the last completed deployment becomes PRIMARY again and the stopped one goes."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch):
+        self.stopped: list[tuple[str, str]] = []
+        fake = self
+
+        def list_service_deployments(response: Any) -> str:
+            service = fake.service(response._get_param("service"))
+            items = [
+                {"serviceDeploymentArn": fake.arn(service, d), "status": "IN_PROGRESS"}
+                for d in service.deployments
+                if d["status"] == "PRIMARY" and d.get("rolloutState") == "IN_PROGRESS"
+            ]
+            return json.dumps({"serviceDeployments": items})
+
+        def stop_service_deployment(response: Any) -> str:
+            arn = response._get_param("serviceDeploymentArn")
+            fake.stopped.append((arn, response._get_param("stopType")))
+            service = fake.service(arn.split("/")[-2])
+            stopped = next(d for d in service.deployments if fake.arn(service, d) == arn)
+            back = next(d for d in service.deployments if d["status"] == "ACTIVE")
+            back.update(status="PRIMARY", rolloutState="COMPLETED")
+            service.deployments = [back]
+            service.task_definition = back["taskDefinition"]
+            FakeEcsScheduler.event(service, f"rolled back: stopped {stopped['id']}.")
+            return json.dumps({"serviceDeploymentArn": arn})
+
+        for name, method in (
+            ("list_service_deployments", list_service_deployments),
+            ("stop_service_deployment", stop_service_deployment),
+        ):
+            monkeypatch.setattr(EC2ContainerServiceResponse, name, method, raising=False)
+
+    @staticmethod
+    def service(name: str) -> Any:
+        return ecs_backend().services[f"fm-test:{name.split('/')[-1]}"]
+
+    @staticmethod
+    def arn(service: Any, deployment: dict) -> str:
+        name = deployment["id"].split("/")[-1]
+        return f"arn:aws:ecs:{REGION}:{ACCOUNT}:service-deployment/fm-test/{service.name}/{name}"
 
 
 class FakeMigrationContainer:
@@ -799,6 +846,30 @@ def test_a_deploy_that_never_completes_times_out(block, monkeypatch, world):
         message
     )
     assert "has started 2 tasks" in message
+
+
+def test_a_rollback_during_a_rollout_stops_it_with_ecs_rollback(block, monkeypatch, world):
+    """A deploy that is still rolling out (here: it timed out) is rolled back by stopping it
+    (StopServiceDeployment, ROLLBACK) rather than by starting another deployment."""
+    scheduler = FakeEcsScheduler(monkeypatch, "stuck")
+    deployments = FakeServiceDeployments(monkeypatch)
+    target = block.model_copy(update={"deploy_timeout_seconds": 0.2}).connect(SPEC)
+    before = target.live_revision("backend")
+    with pytest.raises(ReleaseError):
+        target.deploy_service("backend", f"{world['repos']['backend']}:1.9.0", "1.9.0")
+    assert moto_service("backend").deployments[0]["rolloutState"] == "IN_PROGRESS"
+    updates = []
+    monkeypatch.setattr(
+        scheduler.backend, "update_service", lambda p: updates.append(p) or scheduler.update(p)
+    )
+
+    back = target.deploy_service("backend", before.image, before.version)
+
+    assert [stop_type for _, stop_type in deployments.stopped] == ["ROLLBACK"]
+    assert updates == []  # no new deployment was started
+    assert back.changed and back.current == before
+    assert "stopped the deployment of" in back.detail
+    assert target.live_revision("backend") == before
 
 
 # -- step 7 ---------------------------------------------------------------------------------------

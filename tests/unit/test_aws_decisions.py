@@ -21,6 +21,7 @@ from targets.aws.decisions import (
     repository_name,
     required_parameters,
     resolve_names,
+    rollout_to_stop,
     snapshot_identifier,
     stack_parameters,
     task_exit,
@@ -404,3 +405,25 @@ def test_the_real_template_needs_only_the_environment_and_the_two_images():
         "BackendImage",
         "FrontendImage",
     }
+
+
+def test_a_rollback_stops_the_rollout_in_progress_while_the_old_revision_serves():
+    in_flight = deployment("PRIMARY", NEW, "IN_PROGRESS", running=0)
+    svc = service(in_flight, deployment("ACTIVE", OLD, "COMPLETED"))
+
+    assert rollout_to_stop(svc, OLD) == in_flight
+
+
+@pytest.mark.parametrize(
+    "deployments",
+    [
+        # the rollout is over: update the service back
+        (deployment("PRIMARY", NEW, "COMPLETED"),),
+        # the rollout in progress is already the revision we want
+        (deployment("PRIMARY", OLD, "IN_PROGRESS"), deployment("ACTIVE", NEW, "COMPLETED")),
+        # nothing of the wanted revision serves any more: stopping would not return to it
+        (deployment("PRIMARY", NEW, "IN_PROGRESS"),),
+    ],
+)
+def test_otherwise_the_rollback_updates_the_service(deployments):
+    assert rollout_to_stop(service(*deployments), OLD) is None
