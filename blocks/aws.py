@@ -90,6 +90,12 @@ class AwsTarget(Block):
         description="Security groups of one-off migration tasks (default: the stack's "
         "ServiceSecurityGroupId output, else the service's own).",
     )
+    cloudformation_role_arn: str | None = Field(
+        default=None,
+        description="Service role CloudFormation uses to change the stack (RoleARN of the change "
+        "sets). Needed for the pipeline to create a new stack; an existing stack keeps the role "
+        "it was created with.",
+    )
     bootstrap_parameters: dict[str, str] = Field(
         default_factory=dict,
         description="Stack parameters used only when provisioning CREATES the stack, e.g. "

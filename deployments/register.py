@@ -180,6 +180,7 @@ def _aws_target(name: str, target: dict[str, Any]) -> AwsTarget:
             "template_path",
             "stack_parameters",
             "bootstrap_parameters",
+            "cloudformation_role_arn",
             "image_parameters",
             "cluster",
             "services",

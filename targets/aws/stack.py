@@ -63,6 +63,7 @@ class Stack:
         bootstrap: dict[str, str],
         live_images: Callable[[], dict[str, str]],
         description: str,
+        role_arn: str | None = None,
     ) -> Proposal | None:
         """Create a change set (CREATE or UPDATE) and leave it for review; None when it is empty.
 
@@ -106,6 +107,7 @@ class Stack:
                 Parameters=stack_parameters(declared, previous, given),
                 Capabilities=CAPABILITIES,
                 Description=description,
+                **({"RoleARN": role_arn} if role_arn else {}),
             )
         except ClientError as exc:  # moto (like UpdateStack) refuses an empty change at once
             if change_set_is_empty("FAILED", str(exc)):
@@ -155,13 +157,14 @@ class Stack:
             ) from exc
 
     def discard(self, change_set: str, kind: str) -> None:
-        """Delete a proposed change set that was not approved; a CREATE also leaves an empty
-        REVIEW_IN_PROGRESS stack behind, which goes too (it holds no resources)."""
+        """Delete a proposed change set that was not approved.
+
+        A CREATE change set also made CloudFormation's empty REVIEW_IN_PROGRESS stack record. It
+        holds no resources and stays: the pipeline's IAM policy has no DeleteStack (it must never
+        be able to delete an environment), and the next proposal reuses the record."""
         with suppress(ClientError):
             self.client.delete_change_set(StackName=self.name, ChangeSetName=change_set)
-        if kind == "CREATE" and self.status() == "REVIEW_IN_PROGRESS":
-            self.client.delete_stack(StackName=self.name)
-        self.log(f"stack {self.name}: change set {change_set} discarded; nothing changed")
+        self.log(f"stack {self.name}: change set {change_set} ({kind}) discarded; nothing changed")
 
     def _described(self, change_set: str) -> tuple[str, str | None, list[dict[str, Any]]]:
         with suppress(WaiterError):  # a FAILED change set ends the waiter; its status says why

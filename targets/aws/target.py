@@ -262,6 +262,7 @@ class AwsRuntime:
             self.block.bootstrap_parameters,
             self._live_images,
             f"Flowmasters {self.env.name}",
+            self.block.cloudformation_role_arn,
         )
         if proposal is None:
             return InfrastructureChange(

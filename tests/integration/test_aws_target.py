@@ -554,7 +554,7 @@ def test_provision_creates_then_changes_nothing_then_updates(block, tmp_path, aw
     }
 
 
-def test_a_discarded_proposal_for_a_new_stack_leaves_no_stack(block, tmp_path, aws):
+def test_a_discarded_proposal_for_a_new_stack_creates_nothing(block, tmp_path, aws):
     template = tmp_path / "stack.yaml"
     template.write_text(TINY_TEMPLATE)
     settings = {
@@ -562,6 +562,7 @@ def test_a_discarded_proposal_for_a_new_stack_leaves_no_stack(block, tmp_path, a
         "template_path": str(template),
         "stack_parameters": {"Label": "discarded"},
         "bootstrap_parameters": {"BackendImage": "placeholder/backend:bootstrap"},
+        "cloudformation_role_arn": f"arn:aws:iam::{ACCOUNT}:role/flowmasters-cloudformation",
     }
     target = block.model_copy(update=settings).connect(SPEC)
 
@@ -569,13 +570,21 @@ def test_a_discarded_proposal_for_a_new_stack_leaves_no_stack(block, tmp_path, a
     assert proposed.kind == "CREATE"
     target.discard_infrastructure_change(proposed)
 
-    stacks = aws("cloudformation").list_stacks()["StackSummaries"]
-    assert [s["StackStatus"] for s in stacks if s["StackName"] == "fm-discarded"] in (
-        [],
-        ["DELETE_COMPLETE"],
-    )
+    cfn = aws("cloudformation")
+    # CloudFormation's empty REVIEW_IN_PROGRESS record stays (no DeleteStack in the IAM policy)
+    stack = cfn.describe_stacks(StackName="fm-discarded")["Stacks"][0]
+    assert stack["StackStatus"] == "REVIEW_IN_PROGRESS"
+    change_sets = cfn.list_change_sets(StackName="fm-discarded")["Summaries"]
+    # moto lists every stack's change sets, whatever StackName says: filter
+    assert [c for c in change_sets if c["StackName"] == "fm-discarded"] == []
+    assert cfn.describe_stack_resources(StackName="fm-discarded")["StackResources"] == []
     log_groups = aws("logs").describe_log_groups(logGroupNamePrefix="/fm/discarded")
     assert log_groups["logGroups"] == []
+
+    again = target.plan_infrastructure()  # the next proposal is a CREATE again
+    assert (again.kind, again.changes) == ("CREATE", 1)
+    # Not executed here: moto makes a second stack of the same name for it (CloudFormation reuses
+    # the record), and describe_stacks then answers with the first one.
 
 
 def test_a_new_stack_without_its_required_parameters_is_refused_with_their_names(
