@@ -17,6 +17,9 @@ from prefect.concurrency.sync import concurrency
 
 from targets.errors import ReleaseError
 
+# Prefect renews the lease while the run lives; after a crash the lock is free again within this.
+LEASE_SECONDS = 60
+
 
 def lock_name(environment: str) -> str:
     return f"flowmasters-env-{environment}"
@@ -29,7 +32,11 @@ def environment_lock(environment: str, wait_seconds: float, what: str) -> Iterat
         try:
             stack.enter_context(
                 concurrency(
-                    lock_name(environment), occupy=1, timeout_seconds=wait_seconds, strict=True
+                    lock_name(environment),
+                    occupy=1,
+                    timeout_seconds=wait_seconds,
+                    lease_duration=LEASE_SECONDS,
+                    strict=True,
                 )
             )
         except ConcurrencySlotAcquisitionError as exc:

@@ -1,0 +1,68 @@
+"""A release whose process dies mid-release is rolled back by the `prefect.flow-run.Crashed`
+trigger of rollback/local. A crashed process can emit nothing itself: the worker reports the
+crash, and the rollback decides from the release record."""
+
+from __future__ import annotations
+
+import os
+import signal
+from datetime import UTC, datetime
+from pathlib import Path
+
+from prefect.client.schemas.objects import StateType
+
+from tests.e2e.conftest import (
+    LOCAL_FRONTEND,
+    new_version,
+    read,
+    runs_of,
+    served_version,
+    start,
+    wait_final,
+    wait_until,
+)
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants, from /proc: the flow run's process and what it started."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    kids = [int(c) for c in children.read_text().split()] if children.exists() else []
+    return [pid, *(p for kid in kids for p in process_tree(kid))]
+
+
+def test_a_release_killed_in_its_bake_window_is_rolled_back_by_itself():
+    good = new_version("e2e-before-crash")
+    assert wait_final(start("release/local", version=good).id).state.is_completed()
+    since = datetime.now(UTC)
+
+    doomed = new_version("e2e-crash")
+    run = start("release/local", version=doomed, bake_seconds=600)
+    wait_until(
+        "the new version serving (the release is in its bake window)",
+        lambda: served_version(LOCAL_FRONTEND) == doomed,
+        timeout=300,
+    )
+    pid = wait_until("the run's process id", lambda: read(run.id).infrastructure_pid)
+    # The worker started this process for this test's flow run: ending it (and what it started)
+    # is ending our own processes, as a power cut or an OOM kill would.
+    for victim in reversed(process_tree(int(str(pid).rpartition(":")[2]))):
+        os.kill(victim, signal.SIGKILL)
+
+    crashed = wait_final(run.id, timeout=120).state
+    assert crashed.type == StateType.CRASHED, crashed
+    wait_until(
+        "the automation's rollback serving the previous version",
+        lambda: served_version(LOCAL_FRONTEND) == good,
+        timeout=300,
+    )
+    rollbacks = wait_until(
+        "every triggered rollback ending",
+        lambda: (
+            (runs := runs_of("rollback", "local", since))
+            and all(r.state.is_final() for r in runs)
+            and runs
+        ),
+        timeout=300,
+    )
+    assert all(r.state.is_completed() for r in rollbacks), [r.state for r in rollbacks]
+    assert any("crashed" in str(r.parameters.get("reason")) for r in rollbacks)
