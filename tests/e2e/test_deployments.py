@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -152,3 +154,39 @@ def test_production_changes_no_infrastructure_without_approval():
     assert "rejected in the infrastructure approval step: not in the freeze" in final.message
     after = production_stack()
     assert (after["change_sets"], after["resources"]) == ([], [])
+
+
+def test_cli_run_with_an_all_digits_version_as_the_ci_example_does():
+    version = "2026112601"
+    prefect = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "prefect"
+
+    done = subprocess.run(
+        [
+            str(prefect),
+            "deployment",
+            "run",
+            "release/local",
+            "--params",
+            f'{{"version": "{version}"}}',
+            "--watch",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert served_version(LOCAL_FRONTEND) == version
+
+
+def test_staging_releases_nightly_from_the_main_branch():
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("release/staging")
+        schedules = client.read_deployment_schedules(deployment.id)
+
+    assert [(s.schedule.cron, s.schedule.timezone, s.active) for s in schedules] == [
+        ("0 2 * * *", "UTC", True)
+    ]
+    assert deployment.parameters["git_ref"] == "main"
+    assert deployment.parameters["git_repository"]
