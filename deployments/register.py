@@ -38,6 +38,9 @@ DEFAULTS = {
     "FM_BASE_IMAGE": "flowmasters/base:bookworm",
     "FM_AWS_REGION": "eu-west-1",
     "FM_AWS_ENDPOINT_URL": "",  # empty: AWS itself; scripts/stack.sh sets its moto stand-in
+    # A stack change can take CloudFormation half an hour; scripts/stack.sh lowers this for its
+    # stand-in, which cannot create the whole stack and would otherwise keep a run waiting.
+    "FM_AWS_INFRASTRUCTURE_TIMEOUT": "3600",
 }
 BLOCK_TYPES = (
     DockerHost,
@@ -192,6 +195,8 @@ def _aws_target(name: str, target: dict[str, Any]) -> AwsTarget:
             "security_groups",
             "invalidation_paths",
             "scale_from_zero",
+            "deploy_timeout_seconds",
+            "infrastructure_timeout_seconds",
         )
         if key in target
     }

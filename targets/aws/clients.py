@@ -16,6 +16,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.parsers import ResponseParserError
 
 from targets.errors import ReleaseError, TransientError
 from targets.runlog import run_logger
@@ -73,6 +74,12 @@ def translate(exc: Exception, what: str) -> Exception:
         return ReleaseError(f"{what}: no AWS credentials; fill in the block's AwsCredentials")
     if isinstance(exc, BotoConnectionError | ReadTimeoutError):
         return TransientError(f"{what}: AWS endpoint unreachable ({exc.__class__.__name__})")
+    if isinstance(exc, ResponseParserError):
+        return TransientError(
+            f"{what}: the AWS endpoint's answer is not an AWS response ({str(exc)[:200]}); "
+            "if the credentials block's endpoint_url points at a stand-in such as moto, the "
+            "stand-in cannot do this"
+        )
     return ReleaseError(f"{what}: {exc}")
 
 
@@ -80,7 +87,7 @@ def translate(exc: Exception, what: str) -> Exception:
 def aws_errors(what: str) -> Iterator[None]:
     try:
         yield
-    except (ClientError, BotoCoreError) as exc:
+    except (ClientError, BotoCoreError, ResponseParserError) as exc:
         raise translate(exc, what) from exc
 
 
