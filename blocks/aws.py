@@ -51,6 +51,12 @@ class AwsTarget(Block):
         "{'backend': 'BackendImage'}; a stack update passes the live image, so it never undoes "
         "a release.",
     )
+    desired_count_parameter: str | None = Field(
+        default=None,
+        description="Template parameter that takes the services' task count, e.g. "
+        "'DesiredCount'; a stack update passes the count the services run now, so it never "
+        "scales them back (to a bootstrap's 0, say).",
+    )
     cluster: str | None = Field(
         default=None, description="ECS cluster name (default: the stack's ClusterName output)."
     )

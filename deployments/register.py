@@ -185,6 +185,7 @@ def _aws_target(name: str, target: dict[str, Any]) -> AwsTarget:
             "bootstrap_parameters",
             "cloudformation_role_arn",
             "image_parameters",
+            "desired_count_parameter",
             "cluster",
             "services",
             "repositories",

@@ -346,3 +346,13 @@ def restore_settings(
     if not modify.get("MonitoringInterval"):
         modify.pop("MonitoringRoleArn", None)
     return restore, modify
+
+
+def live_desired_count(counts: dict[str, int]) -> str | None:
+    """The stack's one task-count parameter for what the services run now: their common count,
+    or None (keep the stack's value) when they differ or run nothing."""
+    values = set(counts.values())
+    if len(values) != 1:
+        return None
+    (count,) = values
+    return str(count) if count > 0 else None

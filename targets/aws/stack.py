@@ -61,15 +61,15 @@ class Stack:
         template: str,
         given: dict[str, str],
         bootstrap: dict[str, str],
-        live_images: Callable[[], dict[str, str]],
+        live: Callable[[], dict[str, str]],
         description: str,
         role_arn: str | None = None,
     ) -> Proposal | None:
         """Create a change set (CREATE or UPDATE) and leave it for review; None when it is empty.
 
-        A CREATE adds `bootstrap` to the parameters. On an UPDATE `live_images()` overrides the
-        given image parameters (a stack update must never undo a release) and every other
-        parameter the stack has keeps its previous value.
+        A CREATE adds `bootstrap` to the parameters. On an UPDATE `live()` overrides the given
+        image and task-count parameters (a stack update must never undo a release or a scale)
+        and every other parameter the stack has keeps its previous value.
         """
         status = self.status()
         if status and status.endswith("_IN_PROGRESS") and status != "REVIEW_IN_PROGRESS":
@@ -84,7 +84,7 @@ class Stack:
         if kind == "UPDATE":
             stack = self.client.describe_stacks(StackName=self.name)["Stacks"][0]
             previous = {p["ParameterKey"] for p in stack.get("Parameters", [])}
-            given = {**given, **live_images()}
+            given = {**given, **live()}
         else:
             given = {**given, **bootstrap}
         stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())

@@ -25,6 +25,7 @@ from targets.aws.clients import aws_errors, logger, poll, quiet_wire_logs, trans
 from targets.aws.decisions import (
     AwsNames,
     last_json_line,
+    live_desired_count,
     main_container,
     resolve_names,
     task_exit,
@@ -260,7 +261,7 @@ class AwsRuntime:
             path.read_text(),
             self.block.stack_parameters,
             self.block.bootstrap_parameters,
-            self._live_images,
+            self._live_parameters,
             f"Flowmasters {self.env.name}",
             self.block.cloudformation_role_arn,
         )
@@ -296,18 +297,31 @@ class AwsRuntime:
         if change.change_id is not None:
             self.stack.discard(change.change_id, change.kind)
 
-    def _live_images(self) -> dict[str, str]:
-        """{template parameter: the image its service runs now} for the block's image_parameters."""
-        live_images: dict[str, str] = {}
+    def _live_parameters(self) -> dict[str, str]:
+        """{template parameter: what runs now}: each image parameter gets its service's live
+        image, the task-count parameter the services' count. A stack update then never undoes a
+        release, nor a scale (the bootstrap's 0 included)."""
+        live: dict[str, str] = {}
         for service, parameter in self.block.image_parameters.items():
             try:
-                live = self.live_revision(service)
+                revision = self.live_revision(service)
             except ReleaseError as exc:
                 logger().warning(f"{parameter}: no live image of {service} ({exc})")
                 continue
-            if live is not None:
-                live_images[parameter] = live.image
-        return live_images
+            if revision is not None:
+                live[parameter] = revision.image
+        parameter = self.block.desired_count_parameter
+        if parameter:
+            counts = {
+                s.name: int(self.ecs.service(self._ecs_name(s.name)).get("desiredCount", 0))
+                for s in self.env.ordered()
+            }
+            count = live_desired_count(counts)
+            if count is None:
+                logger().warning(f"{parameter}: services run {counts}; the stack keeps its value")
+            else:
+                live[parameter] = count
+        return live
 
     def _waiter_config(self) -> dict[str, Any]:
         delay = max(self.block.poll_seconds, 0.01)

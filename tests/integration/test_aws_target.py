@@ -554,6 +554,46 @@ def test_provision_creates_then_changes_nothing_then_updates(block, tmp_path, aw
     }
 
 
+def test_a_stack_update_keeps_the_task_count_the_services_run(block, tmp_path, aws):
+    """Created with DesiredCount 0 (a bootstrap), the services were scaled since: the next stack
+    change passes the count they run, never the stack's stale 0."""
+    template = tmp_path / "count.yaml"
+    template.write_text(
+        "AWSTemplateFormatVersion: '2010-09-09'\n"
+        "Parameters:\n"
+        "  DesiredCount: {Type: Number, Default: 2}\n"
+        "Resources:\n"
+        "  Logs: {Type: AWS::Logs::LogGroup, Properties: {LogGroupName: /fm/count}}\n"
+    )
+    settings = {
+        "stack_name": "fm-count",
+        "template_path": str(template),
+        "bootstrap_parameters": {"DesiredCount": "0"},
+        "desired_count_parameter": "DesiredCount",
+    }
+    target = block.model_copy(update=settings).connect(SPEC)
+    target.provision(target.plan_infrastructure())
+    cfn = aws("cloudformation")
+    assert stack_parameter_values(cfn, "fm-count") == {"DesiredCount": "0"}
+    for service in ("backend", "frontend"):
+        moto_service(service).desired_count = 3
+
+    template.write_text(
+        template.read_text()
+        + "  More: {Type: AWS::Logs::LogGroup, Properties: {LogGroupName: /fm/count-more}}\n"
+    )
+    target.provision(target.plan_infrastructure())
+
+    assert stack_parameter_values(cfn, "fm-count") == {"DesiredCount": "3"}
+    for service in ("backend", "frontend"):
+        moto_service(service).desired_count = 2
+
+
+def stack_parameter_values(cfn: Any, name: str) -> dict[str, str]:
+    stack = cfn.describe_stacks(StackName=name)["Stacks"][0]
+    return {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}
+
+
 def test_a_discarded_proposal_for_a_new_stack_creates_nothing(block, tmp_path, aws):
     template = tmp_path / "stack.yaml"
     template.write_text(TINY_TEMPLATE)

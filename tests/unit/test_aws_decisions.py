@@ -14,6 +14,7 @@ from targets.aws.decisions import (
     deployment_outcome,
     failed_stack_events,
     last_json_line,
+    live_desired_count,
     main_container,
     new_events,
     parse_image,
@@ -427,3 +428,16 @@ def test_a_rollback_stops_the_rollout_in_progress_while_the_old_revision_serves(
 )
 def test_otherwise_the_rollback_updates_the_service(deployments):
     assert rollout_to_stop(service(*deployments), OLD) is None
+
+
+@pytest.mark.parametrize(
+    ("counts", "parameter"),
+    [
+        ({"backend": 2, "frontend": 2}, "2"),
+        ({"backend": 2, "frontend": 3}, None),  # one parameter cannot say both: keep the stack's
+        ({"backend": 0, "frontend": 0}, None),  # nothing runs (a bootstrap): keep the stack's
+        ({}, None),
+    ],
+)
+def test_the_stack_gets_the_task_count_the_services_share(counts, parameter):
+    assert live_desired_count(counts) == parameter
