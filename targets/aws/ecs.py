@@ -141,15 +141,34 @@ class Ecs:
         )
         in_flight = rollout_to_stop(described, new_arn)
         if in_flight is not None and self._stop_with_rollback(ecs_name, in_flight, label):
-            reason = self.wait(ecs_name, new_arn, label, seen)
-            return DeployResult(
-                service=service,
-                changed=True,
-                previous=previous,
-                current=self.revision(service, self.task_definition(new_arn), image_id),
-                detail=f"stopped the deployment of {in_flight['taskDefinition']} in progress; "
-                f"ECS rolled back to {new_arn}: {reason}",
+            how = (
+                f"stopped the deployment of {in_flight['taskDefinition']} in progress; "
+                f"ECS rolled back to {new_arn}"
             )
+        else:
+            self._update_service(ecs_name, new_arn, described, label, previous)
+            how = None
+        reason = self.wait(ecs_name, new_arn, label, seen)
+        return DeployResult(
+            service=service,
+            changed=True,
+            previous=previous,
+            current=self.revision(service, self.task_definition(new_arn), image_id),
+            detail=f"{how}: {reason}"
+            if how
+            else f"{new_arn}: {reason}; previous {previous.revision_id} kept for rollback",
+        )
+
+    def _update_service(
+        self,
+        ecs_name: str,
+        new_arn: str,
+        described: dict[str, Any],
+        label: str,
+        previous: Revision,
+    ) -> None:
+        """Point the service at `new_arn`; a service that runs no task (a bootstrapped stack)
+        also gets `scale_from_zero` tasks."""
         scale = {"desiredCount": self.scale_from_zero} if described.get("desiredCount") == 0 else {}
         self.client.update_service(
             cluster=self.cluster,
@@ -161,15 +180,6 @@ class Ecs:
         self.log(
             f"{label}: {ecs_name} updated to {new_arn} (previous {previous.revision_id} kept)"
             + (f"; scaled from 0 to {self.scale_from_zero} tasks" if scale else "")
-        )
-        reason = self.wait(ecs_name, new_arn, label, seen)
-        current = self.revision(service, self.task_definition(new_arn), image_id)
-        return DeployResult(
-            service=service,
-            changed=True,
-            previous=previous,
-            current=current,
-            detail=f"{new_arn}: {reason}; previous {previous.revision_id} kept for rollback",
         )
 
     def _stop_with_rollback(self, ecs_name: str, in_flight: dict[str, Any], label: str) -> bool:

@@ -25,6 +25,12 @@ CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAN
 UNUPDATABLE = ("ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "DELETE_FAILED")
 
 
+def created(stack: dict[str, Any] | None) -> bool:
+    """Whether a describe_stacks entry is a stack with resources (not CloudFormation's empty
+    REVIEW_IN_PROGRESS record of a CREATE change set)."""
+    return stack is not None and stack["StackStatus"] != "REVIEW_IN_PROGRESS"
+
+
 class Proposal(NamedTuple):
     kind: str  # CREATE or UPDATE
     change_set: str
@@ -38,22 +44,27 @@ class Stack:
     ):
         self.client, self.name, self.waiter_config, self.log = client, name, waiter_config, log
 
-    def status(self) -> str | None:
+    def describe(self) -> dict[str, Any] | None:
+        """The stack's describe_stacks entry, or None when there is no stack of that name."""
         try:
-            return self.client.describe_stacks(StackName=self.name)["Stacks"][0]["StackStatus"]
+            return self.client.describe_stacks(StackName=self.name)["Stacks"][0]
         except ClientError as exc:
             if error_code(exc) == "ValidationError" and "does not exist" in str(exc):
                 return None
             raise
 
+    def status(self) -> str | None:
+        stack = self.describe()
+        return stack["StackStatus"] if stack else None
+
     def exists(self) -> bool:
         """A stack with resources: not missing, and not the empty shell a CREATE change set makes."""
-        return self.status() not in (None, "REVIEW_IN_PROGRESS")
+        return created(self.describe())
 
     def outputs(self) -> dict[str, str]:
-        if not self.exists():
+        stack = self.describe()
+        if not created(stack):
             return {}
-        stack = self.client.describe_stacks(StackName=self.name)["Stacks"][0]
         return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
 
     def propose(
@@ -71,7 +82,8 @@ class Stack:
         image and task-count parameters (a stack update must never undo a release or a scale)
         and every other parameter the stack has keeps its previous value.
         """
-        status = self.status()
+        stack = self.describe()
+        status = stack["StackStatus"] if stack else None
         if status and status.endswith("_IN_PROGRESS") and status != "REVIEW_IN_PROGRESS":
             raise TransientError(f"stack {self.name} is busy ({status}); retry when it settles")
         if status in UNUPDATABLE:
@@ -79,10 +91,9 @@ class Stack:
                 f"stack {self.name} is {status} and cannot be updated: read its events, delete "
                 "it, then provision again"
             )
-        kind = "UPDATE" if self.exists() else "CREATE"
+        kind = "UPDATE" if created(stack) else "CREATE"
         previous: set[str] = set()
         if kind == "UPDATE":
-            stack = self.client.describe_stacks(StackName=self.name)["Stacks"][0]
             previous = {p["ParameterKey"] for p in stack.get("Parameters", [])}
             given = {**given, **live()}
         else:

@@ -33,7 +33,7 @@ from targets.aws.decisions import (
 from targets.aws.ecr import Ecr
 from targets.aws.ecs import PROVISION_HINT, Ecs, task_output
 from targets.aws.rds import Rds
-from targets.aws.stack import Stack
+from targets.aws.stack import Stack, created
 from targets.base import (
     Backup,
     BuildSpec,
@@ -194,10 +194,10 @@ class AwsRuntime:
         return f"account {me['Account']} as {me['Arn']}"
 
     def _check_stack(self) -> str:
-        status = self.stack.status()
-        if status is None or status == "REVIEW_IN_PROGRESS":
+        stack = self.stack.describe()
+        if not created(stack):
             return f"stack {self.block.stack_name} does not exist yet: provisioning creates it"
-        return f"stack {self.block.stack_name} {status}"
+        return f"stack {self.block.stack_name} {stack['StackStatus']}"
 
     def _check_cluster(self) -> str:
         cluster = self.ecs.cluster

@@ -87,3 +87,22 @@ def runs_of(flow: str, deployment: str, since: Any) -> list[FlowRun]:
             deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[deployment])),
             flow_run_filter=FlowRunFilter(start_time=FlowRunFilterStartTime(after_=since)),
         )
+
+
+def rolled_back_to(previous: str, since: Any) -> list[FlowRun]:
+    """Wait until `local` serves `previous` again and every rollback started since `since` (by
+    the automations) has ended; returns those rollback runs."""
+    wait_until(
+        "the automation's rollback serving the previous version",
+        lambda: served_version(LOCAL_FRONTEND) == previous,
+        timeout=300,
+    )
+    return wait_until(
+        "every triggered rollback ending",
+        lambda: (
+            (runs := runs_of("rollback", "local", since))
+            and all(r.state.is_final() for r in runs)
+            and runs
+        ),
+        timeout=300,
+    )

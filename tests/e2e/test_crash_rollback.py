@@ -15,7 +15,7 @@ from tests.e2e.conftest import (
     LOCAL_FRONTEND,
     new_version,
     read,
-    runs_of,
+    rolled_back_to,
     served_version,
     start,
     wait_final,
@@ -50,19 +50,6 @@ def test_a_release_killed_in_its_bake_window_is_rolled_back_by_itself():
 
     crashed = wait_final(run.id, timeout=120).state
     assert crashed.type == StateType.CRASHED, crashed
-    wait_until(
-        "the automation's rollback serving the previous version",
-        lambda: served_version(LOCAL_FRONTEND) == good,
-        timeout=300,
-    )
-    rollbacks = wait_until(
-        "every triggered rollback ending",
-        lambda: (
-            (runs := runs_of("rollback", "local", since))
-            and all(r.state.is_final() for r in runs)
-            and runs
-        ),
-        timeout=300,
-    )
+    rollbacks = rolled_back_to(good, since)
     assert all(r.state.is_completed() for r in rollbacks), [r.state for r in rollbacks]
     assert any("crashed" in str(r.parameters.get("reason")) for r in rollbacks)

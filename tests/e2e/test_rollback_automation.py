@@ -9,11 +9,10 @@ from tests.e2e.conftest import (
     LOCAL_FRONTEND,
     new_version,
     page_version,
-    runs_of,
+    rolled_back_to,
     served_version,
     start,
     wait_final,
-    wait_until,
 )
 
 
@@ -38,20 +37,7 @@ def test_broken_release_is_rolled_back_by_itself_without_failed_requests():
         )
         assert broken.state.is_failed()
         failed_at = broken.state.timestamp.timestamp()
-        wait_until(
-            "the automation's rollback serving the previous version",
-            lambda: served_version(LOCAL_FRONTEND) == good,
-            timeout=300,
-        )
-        rollbacks = wait_until(
-            "every triggered rollback ending",
-            lambda: (
-                (runs := runs_of("rollback", "local", since))
-                and all(r.state.is_final() for r in runs)
-                and runs
-            ),
-            timeout=300,
-        )
+        rollbacks = rolled_back_to(good, since)
 
     assert all(r.state.is_completed() for r in rollbacks), [r.state for r in rollbacks]
     window_start = min(r.start_time for r in rollbacks).timestamp()
