@@ -25,8 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks.load import SteadyLoad
-from deployments.scratch import create_environment, remove_environment
 from flows.release import release
+from tests.support.scratch import create_environment, remove_environment
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -3,10 +3,10 @@
     python -m deployments.register            # every environment described in the folder
     python -m deployments.register local      # just one
 
-Block documents per environment NAME: NAME (Flowmasters Environment) and its target's blocks:
-Docker host: NAME-docker-host (target), NAME-docker (DockerHost), NAME-database (Postgres
-connection, password as a secret); AWS: NAME-aws-target, NAME-aws (AwsCredentials, keys as
-secrets).
+Block documents per environment NAME: NAME (Flowmasters Environment) and the blocks its target
+saves from the description's `target:` section (targets/<kind>/description.py). Docker host:
+NAME-docker-host, NAME-docker, NAME-database (password as a secret); AWS: NAME-aws-target,
+NAME-aws (AwsCredentials, keys as secrets).
 """
 
 from __future__ import annotations
@@ -20,15 +20,11 @@ from typing import Any
 
 import yaml
 from prefect.client.orchestration import get_client
-from prefect_aws import AwsCredentials
-from prefect_docker import DockerHost, DockerRegistryCredentials
 
-from blocks.aws import AwsTarget
-from blocks.database import PostgresConnection
 from blocks.environment import FlowmastersEnvironment
-from blocks.targets import DockerHostTarget
+from domain.errors import ReleaseError
 from flows.lock import lock_name
-from targets.errors import ReleaseError
+from targets import registry
 
 HERE = Path(__file__).resolve().parent / "environments"
 DEFAULTS = {
@@ -42,15 +38,6 @@ DEFAULTS = {
     # stand-in, which cannot create the whole stack and would otherwise keep a run waiting.
     "FM_AWS_INFRASTRUCTURE_TIMEOUT": "3600",
 }
-BLOCK_TYPES = (
-    DockerHost,
-    DockerRegistryCredentials,
-    PostgresConnection,
-    DockerHostTarget,
-    AwsCredentials,
-    AwsTarget,
-    FlowmastersEnvironment,
-)
 
 
 def expand(value: Any) -> Any:
@@ -81,38 +68,12 @@ def load_description(name: str) -> dict[str, Any]:
     return expand(yaml.safe_load(path.read_text()))
 
 
-def read_secret(spec: dict[str, Any], what: str) -> str:
-    """A secret from `password_file` or the variable named by `password_env`; never from YAML."""
-    if "password_file" in spec:
-        path = Path(spec["password_file"])
-        if not path.is_file():
-            raise ReleaseError(f"{what}: {path} does not exist; `scripts/stack.sh up` creates it")
-        value = path.read_text().strip()
-        if not value:
-            raise ReleaseError(
-                f"{what}: {path} is empty; `scripts/stack.sh up` writes the password"
-            )
-        return value
-    if "password_env" in spec:
-        value = os.environ.get(spec["password_env"])
-        if not value:
-            raise ReleaseError(f"{what}: set the environment variable {spec['password_env']}")
-        return value
-    raise ReleaseError(f"{what}: give password_file or password_env (never the password itself)")
-
-
 def register_environment(name: str, description: dict[str, Any]) -> FlowmastersEnvironment:
     """Create or update the blocks of one environment; returns the environment block."""
     target = description["target"]
-    builders = {"docker-host": _docker_host_target, "aws": _aws_target}
-    if target.get("type") not in builders:
-        raise ReleaseError(
-            f"environment '{name}': unknown target type {target.get('type')!r} "
-            f"(use one of: {', '.join(builders)})"
-        )
-    target_block = builders[target["type"]](name, target)
+    kind = registry.kind_of(target.get("type"), name)
     environment = FlowmastersEnvironment(
-        target=target_block,
+        target=kind.register(name, target),
         services=description["services"],
         checks=description.get("checks", {}),
         build_args=description.get("build_args", {}),
@@ -124,95 +85,11 @@ def register_environment(name: str, description: dict[str, Any]) -> FlowmastersE
     return environment
 
 
-def _docker_host_target(name: str, target: dict[str, Any]) -> DockerHostTarget:
-    db = target["database"]
-    database = PostgresConnection(
-        host=db.get("host", "127.0.0.1"),
-        port=int(db["port"]),
-        database=db["database"],
-        username=db["username"],
-        password=read_secret(db, f"environment '{name}' database"),
-    )
-    database.save(f"{name}-database", overwrite=True)
-    # Builds stream output slowly; a long silent RUN step must not hit a 60 s read timeout.
-    docker_host = DockerHost(base_url=target["docker_host"], timeout=900)
-    docker_host.save(f"{name}-docker", overwrite=True)
-    proxy_dir = Path(target["proxy_dir"])
-    host_target = DockerHostTarget(
-        docker_host=docker_host,
-        registry=target["registry"],
-        database=database,
-        proxy_admin_socket=str(proxy_dir / "admin.sock"),
-        proxy_config_dir=str(proxy_dir / "conf.d"),
-        proxy_pidfile=str(proxy_dir.parent / "pids" / "haproxy.pid"),
-        backup_dir=target["backup_dir"],
-        port_base=int(target["port_base"]),
-    )
-    host_target.save(f"{name}-docker-host", overwrite=True)
-    return host_target
-
-
-def _aws_credentials(name: str, spec: dict[str, Any]) -> AwsCredentials:
-    """Keys come from environment variables named in the description (never the YAML itself);
-    without them, boto3's own chain (profile, instance role) applies."""
-    keys: dict[str, Any] = {}
-    if "access_key_id_env" in spec:
-        keys["aws_access_key_id"] = read_secret(
-            {"password_env": spec["access_key_id_env"]}, f"environment '{name}' AWS key id"
-        )
-        keys["aws_secret_access_key"] = read_secret(
-            {"password_env": spec["secret_access_key_env"]}, f"environment '{name}' AWS secret"
-        )
-    client_parameters = {"endpoint_url": spec["endpoint_url"]} if spec.get("endpoint_url") else {}
-    return AwsCredentials(
-        region_name=spec["region"],
-        profile_name=spec.get("profile"),
-        assume_role_arn=spec.get("assume_role_arn"),
-        aws_client_parameters=client_parameters,
-        **keys,
-    )
-
-
-def _aws_target(name: str, target: dict[str, Any]) -> AwsTarget:
-    credentials = _aws_credentials(name, target["credentials"])
-    credentials.save(f"{name}-aws", overwrite=True)
-    fields = {
-        key: target[key]
-        for key in (
-            "stack_name",
-            "template_path",
-            "stack_parameters",
-            "bootstrap_parameters",
-            "cloudformation_role_arn",
-            "image_parameters",
-            "desired_count_parameter",
-            "cluster",
-            "services",
-            "repositories",
-            "db_instance_identifier",
-            "distribution_id",
-            "target_groups",
-            "subnets",
-            "security_groups",
-            "invalidation_paths",
-            "scale_from_zero",
-            "deploy_timeout_seconds",
-            "infrastructure_timeout_seconds",
-        )
-        if key in target
-    }
-    docker_host = DockerHost(base_url=target.get("docker_host"), timeout=900)
-    aws_target = AwsTarget(aws_credentials=credentials, docker_host=docker_host, **fields)
-    aws_target.save(f"{name}-aws-target", overwrite=True)
-    return aws_target
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="environments (default: all described)")
     args = parser.parse_args(argv)
-    for block_type in BLOCK_TYPES:
-        block_type.register_type_and_schema()
+    FlowmastersEnvironment.register_type_and_schema()  # and, recursively, every target's blocks
     names = args.names or sorted(p.stem for p in HERE.glob("*.yaml"))
     try:
         for name in names:

@@ -15,7 +15,7 @@ from contextlib import ExitStack, contextmanager
 from prefect.concurrency._asyncio import ConcurrencySlotAcquisitionError
 from prefect.concurrency.sync import concurrency
 
-from targets.errors import ReleaseError
+from domain.errors import ReleaseError
 
 # Prefect renews the lease while the run lives; after a crash the lock is free again within this.
 LEASE_SECONDS = 60

@@ -3,39 +3,41 @@
     1 infrastructure  2 build  3 push  4 record, backup, migrate  5-6 deploy backend then frontend
     7 edge  8 smoke checks
 
-The flow never learns which target it runs on: each task asks the environment's target.
+The environment's block is read once; every task gets the `Environment` and asks its target, so
+the flow never learns which target it runs on.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow
 from prefect.artifacts import create_markdown_artifact
-from prefect.flow_runs import pause_flow_run
-from prefect.input import RunInput
 from prefect.runtime import flow_run
-from prefect.states import Cancelled
-from pydantic import Field
+from prefect.states import Cancelled, State
 
-import targets
+from blocks.environment import Environment, load_environment
+from domain.errors import ChecksFailed
+from domain.records import ReleaseRecord, image_refs, start_record
+from domain.results import BuildSpec, InfrastructureChange, PushedImage
+from domain.versions import Source, choose_version, combined_digest, normalize_version
 from flows import events
+from flows.forms import InfrastructureApproval, ReleaseApproval
 from flows.lock import environment_lock
-from flows.report import StepLog, publish
-from targets.base import (
-    BuildSpec,
-    DeployResult,
-    EnvironmentSpec,
-    InfrastructureChange,
-    PushedImage,
+from flows.report import Report
+from flows.steps import (
+    Rollout,
+    approve,
+    deploy_in_order,
+    failure_message,
+    report_failure,
+    version_of,
 )
-from targets.errors import ChecksFailed
 from tasks.checks import smoke_check
 from tasks.database import backup_database, read_schema, run_migrations
-from tasks.edge import update_edge
 from tasks.images import build_image, fingerprint_source, push_image
 from tasks.infrastructure import (
     discard_infrastructure_change,
@@ -44,32 +46,11 @@ from tasks.infrastructure import (
     verify_infrastructure,
 )
 from tasks.plan import ReleasePlan, plan_release, render_plan
-from tasks.records import (
-    ReleaseRecord,
-    image_refs,
-    read_release_record,
-    start_record,
-    write_release_record,
-)
-from tasks.services import deploy_service, read_live_revisions
-from tasks.source import Source, choose_version, combined_digest, normalize_version, resolve_source
+from tasks.records import read_release_record, write_release_record
+from tasks.services import read_live_revisions
+from tasks.source import resolve_source
 
-
-class ReleaseApproval(RunInput):
-    """The form a person fills in (Prefect UI: the paused run's Resume button)."""
-
-    approve: bool = Field(
-        default=False, description="Tick to go ahead with this plan; leave it to reject."
-    )
-    comment: str = Field(default="", description="Why; kept in the release report.")
-
-
-class InfrastructureApproval(ReleaseApproval):
-    """The form for a proposed infrastructure change (on AWS: a CloudFormation change set).
-
-    A separate, earlier approval than the release plan's: the plan reads what the
-    infrastructure runs, so it can only be made once the infrastructure is what it will be.
-    """
+LOCK_WAIT_SECONDS = 10  # a second release is refused quickly, with a message; it never queues
 
 
 @flow(name="release", timeout_seconds=3600)
@@ -106,112 +87,138 @@ def release(
             window fails the release (and so triggers the automatic rollback).
     """
     normalize_version(version)  # a malformed version fails here, before anything runs
-    spec = targets.load_spec(environment)
-    steps = StepLog()
-    run = _Run(environment=environment, version=str(version) if version else "(from source)")
+    wanted = Wanted(version, source, build_args or {}, git_repository, git_ref)
+    run = ReleaseRun(load_environment(environment), str(version) if version else "(from source)")
+    gate = approval_timeout_seconds if require_approval else None
     try:
-        change = _propose_infrastructure(spec, steps)
-        if dry_run and change.kind == "CREATE":  # nothing to plan against before the stack exists
-            discard_infrastructure_change(environment, change)
-            _publish(run, steps, "dry run: the infrastructure would be created; nothing changed")
-            return {"status": "dry-run", "version": run.version, "infrastructure": change.summary}
-        if not change.empty and not dry_run:
-            if require_approval:
-                rejection = _wait_for_approval(
-                    InfrastructureApproval, change.summary, steps, approval_timeout_seconds,
-                    "infrastructure approval",
-                )  # fmt: skip
-                if rejection:
-                    discard_infrastructure_change(environment, change)
-                    _publish(run, steps, rejection)
-                    return Cancelled(message=rejection)
-            _started(run)
-            with environment_lock(environment, wait_seconds=10, what="release"):
-                _provision(spec, steps, change)
-        builds, plan = _plan(spec, steps, run, version, source, build_args, git_repository, git_ref)
+        change = propose_infrastructure(run)  # 1, changing nothing
         if dry_run:
-            if not change.empty:
-                discard_infrastructure_change(environment, change)
-            _publish(run, steps, "dry run: nothing changed")
-            return {
-                "status": "dry-run",
-                "version": run.version,
-                "infrastructure": change.summary,
-                "plan": plan.model_dump(mode="json"),
-            }
-        if require_approval:
-            rejection = _wait_for_approval(
-                ReleaseApproval, render_plan(plan), steps, approval_timeout_seconds, "approval"
-            )
-            if rejection:
-                _publish(run, steps, rejection)
-                return Cancelled(message=rejection)
-        _started(run, source=builds[0].context_dir)
-        pushed = _images(spec, steps, builds)
-        with environment_lock(environment, wait_seconds=10, what="release"):
-            _apply(spec, steps, run, pushed, bake_seconds)
-        _publish(run, steps, "succeeded")
-        return {"release_id": run.record.release_id, "version": run.version, "status": "succeeded"}
+            return publish_dry_run(run, change, wanted)
+        if rejection := provision(run, change, gate):  # 1
+            return cancel(run, rejection)
+        builds, plan = make_plan(run, wanted)
+        if rejection := approve_plan(run, plan, gate):
+            return cancel(run, rejection)
+        pushed = build_and_push(run, builds)  # 2, 3
+        with environment_lock(environment, wait_seconds=LOCK_WAIT_SECONDS, what="release"):
+            record_release(run, pushed)
+            back_up_database(run)  # 4
+            migrate_database(run, pushed)  # 4
+            deploy_in_order(run.env, rollouts(run.env, pushed, run.version), run.report)  # 5-7
+            check_release(run, bake_seconds)  # 8
+            return succeed(run)
     except BaseException as exc:
-        _on_failure(run, steps, exc)
+        fail(run, exc)
         raise
 
 
-@dataclass
-class _Run:
-    """What the failure handler and the report need to know about this run so far."""
+@dataclass(frozen=True)
+class Wanted:
+    """What the person asked to release: the version and where the source is."""
 
-    environment: str
+    version: str | int | None
+    source: str
+    build_args: dict[str, str]
+    git_repository: str | None
+    git_ref: str
+
+
+@dataclass
+class ReleaseRun:
+    """What this run knows so far: the environment, the version, its record and its report."""
+
+    env: Environment
     version: str
     record: ReleaseRecord | None = None
     started: bool = False
+    report: Report = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.report = Report("release", self.env.name, self.title())
+
+    def title(self) -> str:
+        return f"Release {self.version} to {self.env.name}"
+
+    def start(self, **payload: Any) -> None:
+        """`release.started` once, just before the first change (provisioning, else images)."""
+        if not self.started:
+            self.started = True
+            events.emit(events.RELEASE_STARTED, self.env.name, self.version, **payload)
+
+    def save(self, **update: Any) -> ReleaseRecord:
+        """Write the record with `update` applied; it is the rollback's source of truth."""
+        assert self.record is not None
+        self.record = write_release_record(self.record.model_copy(update=update))
+        return self.record
+
+    def updated_report(self) -> Report:
+        """The report with what the run knows now: the version, and the record's facts."""
+        self.report.title = self.title()
+        self.report.facts = {"environment": self.env.name, "version": self.version}
+        if self.record is not None:
+            self.report.facts |= facts_of(self.record)
+        return self.report
 
 
-def _started(run: _Run, **payload: Any) -> None:
-    """`release.started` once, just before the first change (provisioning, else the images)."""
-    if not run.started:
-        run.started = True
-        events.emit(events.RELEASE_STARTED, run.environment, run.version, **payload)
-
-
-def _propose_infrastructure(spec: EnvironmentSpec, steps: StepLog) -> InfrastructureChange:
+def propose_infrastructure(run: ReleaseRun) -> InfrastructureChange:
     """Step 1, changing nothing: verify, then propose what provisioning would change."""
-    with steps.step("infrastructure") as row:
-        verified = verify_infrastructure(spec.name)
-        change = plan_infrastructure(spec.name)
+    with run.report.step("infrastructure") as row:
+        verified = verify_infrastructure(run.env)
+        change = plan_infrastructure(run.env)
         row.result = "; ".join(f.detail for f in verified.findings)
         row.result += f"; proposed: {change.summary.splitlines()[0]}"
     return change
 
 
-def _provision(spec: EnvironmentSpec, steps: StepLog, change: InfrastructureChange) -> None:
-    """Step 1, applying the proposal; then verify again what the release will run on."""
-    with steps.step("provision") as row:
-        provisioned = provision_infrastructure(spec.name, change)
-        verified = verify_infrastructure(spec.name)
+def publish_dry_run(run: ReleaseRun, change: InfrastructureChange, wanted: Wanted) -> dict:
+    """Publish what the release would do (the proposal, then the plan) and change nothing. A
+    new stack stops after its proposal: there is nothing to plan against before it exists."""
+    planned: dict[str, Any] = {}
+    outcome = "dry run: the infrastructure would be created; nothing changed"
+    if change.kind != "CREATE":
+        planned["plan"] = make_plan(run, wanted)[1].model_dump(mode="json")
+        outcome = "dry run: nothing changed"
+    if not change.empty:
+        discard_infrastructure_change(run.env, change)
+    run.updated_report().publish(outcome)
+    return {
+        "status": "dry-run",
+        "version": run.version,
+        "infrastructure": change.summary,
+        **planned,
+    }
+
+
+def provision(run: ReleaseRun, change: InfrastructureChange, gate: int | None) -> str | None:
+    """Step 1, applying the proposal (after a person's approval when `gate` gives its timeout),
+    then verifying again what the release will run on. Why it was rejected, or None."""
+    if change.empty:
+        return None
+    if gate:
+        step = "infrastructure approval"
+        if rejection := approve(InfrastructureApproval, change.summary, run.report, gate, step):
+            discard_infrastructure_change(run.env, change)
+            return rejection
+    run.start()
+    lock = environment_lock(run.env.name, wait_seconds=LOCK_WAIT_SECONDS, what="release")
+    with lock, run.report.step("provision") as row:
+        provisioned = provision_infrastructure(run.env, change)
+        verified = verify_infrastructure(run.env)
         row.result = "; ".join(f.detail for f in (*provisioned.findings, *verified.findings))
         row.changed = ", ".join(provisioned.changed)
+    return None
 
 
-def _plan(
-    spec: EnvironmentSpec,
-    steps: StepLog,
-    run: _Run,
-    version: str | int | None,
-    source: str,
-    build_args: dict[str, str] | None,
-    git_repository: str | None,
-    git_ref: str,
-) -> tuple[list[BuildSpec], ReleasePlan]:
-    """The release plan: nothing changes here."""
-    environment = spec.name
-    with steps.step("plan") as row:
-        src = resolve_source(source, git_repository, git_ref)
-        builds = _build_specs(spec, src, version, build_args or {})
+def make_plan(run: ReleaseRun, wanted: Wanted) -> tuple[list[BuildSpec], ReleasePlan]:
+    """The images to build and the release plan (published as `release-plan-<env>`); nothing
+    changes here."""
+    with run.report.step("plan") as row:
+        src = resolve_source(wanted.source, wanted.git_repository, wanted.git_ref)
+        builds = build_specs(run.env, src, wanted)
         run.version = builds[0].version
-        plan = plan_release(environment, builds)
+        plan = plan_release(run.env, builds)
         create_markdown_artifact(
-            key=f"release-plan-{environment}",
+            key=f"release-plan-{run.env.name}",
             markdown=render_plan(plan),
             description="Release plan",
         )
@@ -220,225 +227,151 @@ def _plan(
     return builds, plan
 
 
-def _wait_for_approval(
-    form: type[ReleaseApproval], description: str, steps: StepLog, timeout: int, step: str
-) -> str | None:
-    """Pause until a person approves in the UI; returns why it was rejected, or None."""
-    with steps.step(step) as row:
-        get_run_logger().info(f"waiting for {step} in the Prefect UI:\n{description}")
-        answer = pause_flow_run(
-            wait_for_input=form.with_initial_data(description=description, approve=False),
-            timeout=timeout,
-        )
-        row.result = ("approved" if answer.approve else "rejected") + (
-            f": {answer.comment}" if answer.comment else ""
-        )
-    if answer.approve:
+def approve_plan(run: ReleaseRun, plan: ReleasePlan, gate: int | None) -> str | None:
+    """With `gate` (the approval's timeout), a person approves the plan first; why not, or None."""
+    if not gate:
         return None
-    why = f": {answer.comment}" if answer.comment else ""
-    return f"rejected in the {step} step{why}; nothing changed"
+    return approve(ReleaseApproval, render_plan(plan), run.report, gate, "approval")
 
 
-def _images(spec: EnvironmentSpec, steps: StepLog, builds: list[BuildSpec]) -> list[PushedImage]:
-    """Steps 2 and 3: the environment's serving state is not touched yet."""
-    environment = spec.name
-    with steps.step("build") as row:
-        futures = [build_image.submit(environment, b) for b in builds]
-        built = [f.result() for f in futures]
-        row.result = ", ".join(f"{b.service} {b.image_id[:19]}" for b in built)
-    with steps.step("push") as row:
-        futures = [push_image.submit(environment, b) for b in built]
-        pushed = [f.result() for f in futures]
-        row.result = ", ".join(f"{p.reference}@{p.digest[:19]}" for p in pushed)
-        row.changed = ", ".join(f"pushed {p.service}" for p in pushed if p.pushed)
-    return pushed
-
-
-def _apply(
-    spec: EnvironmentSpec, steps: StepLog, run: _Run, pushed: list[PushedImage], bake: float
-) -> None:
-    """Steps 4-8, under the environment's lock: record, backup, migrate, deploy, edge, checks."""
-    environment, version = spec.name, run.version
-    with steps.step("release record") as row:
-        run.record = _start_record(spec, version, pushed)
-        row.result = f"{run.record.release_id}; before: " + _describe_previous(run.record)
-
-    with steps.step("backup") as row:
-        backup = backup_database(environment, run.record.release_id)
-        # One write: the backup, and that changes start now (the migrations are next).
-        run.record = write_release_record(
-            run.record.model_copy(update={"backup": backup, "changed_environment": True})
-        )
-        row.result = f"{backup.location} ({backup.size_bytes} bytes; {backup.detail})"
-
-    with steps.step("migrate") as row:
-        migration = run_migrations(environment, _owner_image(spec, pushed))
-        applied = sorted({*run.record.migrations_applied, *migration.applied})
-        run.record = write_release_record(
-            run.record.model_copy(
-                update={"schema_after": migration.schema_version, "migrations_applied": applied}
-            )
-        )
-        row.result = f"schema version {migration.schema_version}"
-        row.changed = f"applied {list(migration.applied)}" if migration.applied else ""
-
-    deployed: list[DeployResult] = []
-    images = {p.service: p for p in pushed}
-    for service in spec.ordered():
-        with steps.step(f"deploy {service.name}") as row:
-            result = deploy_service(
-                environment, service.name, images[service.name].reference, version
-            )
-            deployed.append(result)
-            row.result = result.detail
-            row.changed = f"{_version(result.previous)} -> {version}" if result.changed else ""
-
-    with steps.step("edge") as row:
-        edge = update_edge(environment, deployed)
-        row.result = f"{edge.load_balancer}; CDN: {edge.cdn}"
-
-    with steps.step("smoke checks") as row:
-        checks = smoke_check(environment, version)
-        row.result = f"{checks.probes} probes x {checks.rounds} rounds passed"
-
-    if bake > 0:
-        with steps.step("bake") as row:
-            checks = smoke_check(environment, version, window_seconds=bake)
-            row.result = f"{checks.rounds} rounds over {bake:.0f}s passed"
-
-    run.record = write_release_record(run.record.model_copy(update={"status": "succeeded"}))
-    events.emit(events.RELEASE_SUCCEEDED, environment, version, release_id=run.record.release_id)
-
-
-def _build_specs(
-    spec: EnvironmentSpec, src: Source, version: str | int | None, extra_args: dict[str, str]
-) -> list[BuildSpec]:
-    contexts = {s.name: str(Path(src.path) / s.context) for s in spec.ordered()}
-    digests = {s.name: fingerprint_source(contexts[s.name], s.dockerfile) for s in spec.ordered()}
-    chosen = choose_version(version, src, combined_digest(digests))
+def build_specs(env: Environment, src: Source, wanted: Wanted) -> list[BuildSpec]:
+    services = env.spec.ordered()
+    contexts = {s.name: str(Path(src.path) / s.context) for s in services}
+    digests = {s.name: fingerprint_source(contexts[s.name], s.dockerfile) for s in services}
+    version = choose_version(wanted.version, src, combined_digest(digests))
     return [
         BuildSpec(
             service=s.name,
             context_dir=contexts[s.name],
             dockerfile=s.dockerfile,
             repository=s.repository,
-            version=chosen,
-            build_args={**spec.build_args, **extra_args},
+            version=version,
+            build_args={**env.spec.build_args, **wanted.build_args},
             context_digest=digests[s.name],
         )
-        for s in spec.ordered()
+        for s in services
     ]
 
 
-def _owner_image(spec: EnvironmentSpec, pushed: list[PushedImage]) -> str:
-    owner = spec.migration_owner()
-    image = next((p for p in pushed if owner and p.service == owner.name), None)
-    return image.reference if image else ""
+def build_and_push(run: ReleaseRun, builds: list[BuildSpec]) -> list[PushedImage]:
+    """Steps 2 and 3, every service at once: what the environment serves is not touched yet."""
+    run.start(source=builds[0].context_dir)
+    with run.report.step("build") as row:
+        built = [f.result() for f in [build_image.submit(run.env, b) for b in builds]]
+        row.result = ", ".join(f"{b.service} {b.image_id[:19]}" for b in built)
+    with run.report.step("push") as row:
+        pushed = [f.result() for f in [push_image.submit(run.env, b) for b in built]]
+        row.result = ", ".join(f"{p.reference}@{p.digest[:19]}" for p in pushed)
+        row.changed = ", ".join(f"pushed {p.service}" for p in pushed if p.pushed)
+    return pushed
 
 
-def _start_record(spec: EnvironmentSpec, version: str, pushed: list[PushedImage]) -> ReleaseRecord:
+def record_release(run: ReleaseRun, pushed: list[PushedImage]) -> None:
     """Written before the first change: what runs now, the images, the schema version."""
-    environment = spec.name
-    previous = read_live_revisions(environment, [s.name for s in spec.ordered()])
-    owner_image = _owner_image(spec, pushed)
-    schema = read_schema(environment, owner_image) if owner_image else None
-    record = start_record(
-        latest=read_release_record(environment),
-        environment=environment,
-        version=version,
-        images=image_refs(pushed),
-        previous=previous,
-        schema_before=schema.schema_version if schema else None,
-        now=datetime.now(UTC),
-        flow_run_id=str(flow_run.id) if flow_run.id else None,
-    )
-    return write_release_record(record)
-
-
-def _version(revision: Any) -> str:
-    return revision.version if revision is not None else "nothing"
-
-
-def _describe_previous(record: ReleaseRecord) -> str:
-    return ", ".join(f"{name} {_version(rev)}" for name, rev in record.previous.items())
-
-
-def _on_failure(run: _Run, steps: StepLog, exc: BaseException) -> None:
-    environment, version, record = run.environment, run.version, run.record
-    checks_failed = isinstance(exc, ChecksFailed)
-    message = str(exc)[:1000] or type(exc).__name__
-    get_run_logger().error(f"release {version} to {environment} failed: {message}")
-    changed = bool(record and record.changed_environment)
-    if record is not None:
-        status = "checks_failed" if checks_failed else "failed"
+    with run.report.step("release record") as row:
+        env = run.env
+        owner_image = migration_image(env, pushed)
         run.record = write_release_record(
-            record.model_copy(update={"status": status, "error": message})
+            start_record(
+                latest=read_release_record(env.name),
+                environment=env.name,
+                version=run.version,
+                images=image_refs(pushed),
+                previous=read_live_revisions(env, [s.name for s in env.spec.ordered()]),
+                schema_before=read_schema(env, owner_image).schema_version if owner_image else None,
+                now=datetime.now(UTC),
+                flow_run_id=str(flow_run.id) if flow_run.id else None,
+            )
         )
+        row.result = f"{run.record.release_id}; before: " + facts_of(run.record)["before"]
+
+
+def back_up_database(run: ReleaseRun) -> None:
+    """Step 4a: one backup per release, recorded together with "the changes start now"."""
+    assert run.record is not None
+    with run.report.step("backup") as row:
+        backup = backup_database(run.env, run.record.release_id)
+        run.save(backup=backup, changed_environment=True)
+        row.result = f"{backup.location} ({backup.size_bytes} bytes; {backup.detail})"
+
+
+def migrate_database(run: ReleaseRun, pushed: list[PushedImage]) -> None:
+    """Step 4b: the new image's migrations; what they applied is recorded (what `down` reverts)."""
+    assert run.record is not None
+    with run.report.step("migrate") as row:
+        migration = run_migrations(run.env, migration_image(run.env, pushed))
+        applied = sorted({*run.record.migrations_applied, *migration.applied})
+        run.save(schema_after=migration.schema_version, migrations_applied=applied)
+        row.result = f"schema version {migration.schema_version}"
+        row.changed = f"applied {list(migration.applied)}" if migration.applied else ""
+
+
+def rollouts(env: Environment, pushed: list[PushedImage], version: str) -> list[Rollout]:
+    """Steps 5-6: every service to its pushed image, in deploy order (backend first)."""
+    images = {p.service: p.reference for p in pushed}
+    return [Rollout(s.name, version, images[s.name]) for s in env.spec.ordered()]
+
+
+def check_release(run: ReleaseRun, bake_seconds: float) -> None:
+    """Step 8: the smoke checks, then (with `bake_seconds`) the same checks through the bake."""
+    with run.report.step("smoke checks") as row:
+        checks = smoke_check(run.env.spec, run.version)
+        row.result = f"{checks.probes} probes x {checks.rounds} rounds passed"
+    if bake_seconds > 0:
+        with run.report.step("bake") as row:
+            checks = smoke_check(run.env.spec, run.version, window_seconds=bake_seconds)
+            row.result = f"{checks.rounds} rounds over {bake_seconds:.0f}s passed"
+
+
+def succeed(run: ReleaseRun) -> dict[str, str]:
+    record = run.save(status="succeeded")
+    events.emit(events.RELEASE_SUCCEEDED, run.env.name, run.version, release_id=record.release_id)
+    run.updated_report().publish("succeeded")
+    return {"release_id": record.release_id, "version": run.version, "status": "succeeded"}
+
+
+def cancel(run: ReleaseRun, rejection: str) -> State:
+    run.updated_report().publish(rejection)
+    return Cancelled(message=rejection)
+
+
+def fail(run: ReleaseRun, exc: BaseException) -> None:
+    """Record why, emit what the rollback automations listen for, and publish the report."""
+    message = failure_message(exc)
+    checks_failed = isinstance(exc, ChecksFailed)
+    changed = bool(run.record and run.record.changed_environment)
+    if run.record is not None:
+        run.save(status="checks_failed" if checks_failed else "failed", error=message)
     release_id = run.record.release_id if run.record else ""
     if checks_failed:
         events.emit(
-            events.CHECKS_FAILED, environment, version, release_id=release_id, reason=message
+            events.CHECKS_FAILED, run.env.name, run.version, release_id=release_id, reason=message
         )
     events.emit(
         events.RELEASE_FAILED,
-        environment,
-        version,
+        run.env.name,
+        run.version,
         labels={"changed-environment": str(changed).lower()},
         release_id=release_id,
         reason=message,
         changed_environment=changed,
     )
-    _publish(run, steps, f"failed: {message.splitlines()[0]}")
+    report_failure(run.updated_report(), exc)
 
 
-def _publish(run: _Run, steps: StepLog, outcome: str) -> None:
-    facts = {"environment": run.environment, "version": run.version}
-    record = run.record
-    if record is not None:
-        facts["release id"] = record.release_id
-        facts["before"] = _describe_previous(record)
-        facts["images"] = ", ".join(record.images.values())
-        if record.backup:
-            facts["backup"] = record.backup.location
-        facts["schema"] = f"{record.schema_before} -> {record.schema_after}"
-    title = f"Release {run.version} to {run.environment}"
-    publish("release", run.environment, title, outcome, facts, steps)
+def migration_image(env: Environment, pushed: list[PushedImage]) -> str:
+    owner = env.spec.migration_owner()
+    image = next((p for p in pushed if owner and p.service == owner.name), None)
+    return image.reference if image else ""
 
 
-def main() -> int:
-    """Command line: run one release and say where to watch it in the Prefect UI."""
-    import argparse
-    import os
-
-    parser = argparse.ArgumentParser(description="Release Flow Masters to an environment.")
-    parser.add_argument("--environment", default="local")
-    parser.add_argument("--version", default=None)
-    parser.add_argument("--source", default="examples/flowmasters")
-    parser.add_argument("--build-arg", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--dry-run", action="store_true", help="publish the plan, change nothing")
-    parser.add_argument("--bake-seconds", type=float, default=0)
-    args = parser.parse_args()
-    extra = dict(arg.split("=", 1) for arg in args.build_arg)
-    state = release(
-        args.environment,
-        args.version,
-        args.source,
-        extra,
-        dry_run=args.dry_run,
-        bake_seconds=args.bake_seconds,
-        return_state=True,
-    )
-    ui = os.environ.get("PREFECT_UI_URL") or os.environ.get("PREFECT_API_URL", "").removesuffix(
-        "/api"
-    )
-    print(f"\nrelease {state.name}: {state.message or ''}")
-    print(f"watch it in the Prefect UI: {ui}/runs/flow-run/{state.state_details.flow_run_id}")
-    if state.is_completed():
-        spec = targets.load_spec(args.environment)
-        for service in spec.ordered():
-            print(f"{service.name}: {service.public_url}")
-    return 0 if state.is_completed() else 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+def facts_of(record: ReleaseRecord) -> dict[str, str]:
+    facts = {
+        "release id": record.release_id,
+        "before": ", ".join(f"{name} {version_of(rev)}" for name, rev in record.previous.items()),
+        "images": ", ".join(record.images.values()),
+        "schema": f"{record.schema_before} -> {record.schema_after}",
+    }
+    if record.backup:
+        facts["backup"] = record.backup.location
+    return facts

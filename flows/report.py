@@ -1,10 +1,10 @@
-"""The release report: one row per step, rendered as a table artifact and a markdown artifact."""
+"""A run's report: its facts and one row per step, published as a markdown and a table artifact."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -66,3 +66,21 @@ def publish(
         ],
         description=f"{title}: steps",
     )
+
+
+@dataclass
+class Report:
+    """What a release or rollback run publishes: `<kind>-report-<environment>` (markdown) and
+    `<kind>-steps-<environment>` (table), with `facts` above the steps."""
+
+    kind: str
+    environment: str
+    title: str
+    facts: dict[str, str] = field(default_factory=dict)
+    steps: StepLog = field(default_factory=StepLog)
+
+    def step(self, name: str) -> AbstractContextManager[StepRow]:
+        return self.steps.step(name)
+
+    def publish(self, outcome: str) -> None:
+        publish(self.kind, self.environment, self.title, outcome, self.facts, self.steps)

@@ -10,61 +10,23 @@ every write since the backup is lost.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.flow_runs import pause_flow_run
-from prefect.input import RunInput
-from prefect.states import Completed
-from pydantic import Field
+from prefect.states import Completed, State
 
-import targets
+from blocks.environment import Environment, load_environment
+from domain.errors import ReleaseError
+from domain.records import ReleaseRecord, rollback_targets, why_nothing_to_do
+from domain.versions import normalize_version
 from flows import events
+from flows.forms import RestoreApproval
 from flows.lock import environment_lock
-from flows.report import StepLog, publish
-from targets.base import DeployResult, EnvironmentSpec
-from targets.errors import ReleaseError
+from flows.report import Report
+from flows.steps import Rollout, approve, deploy_in_order, report_failure
 from tasks.database import restore_database, run_migrations
-from tasks.edge import update_edge
-from tasks.records import ReleaseRecord, read_release_record, write_release_record
-from tasks.services import deploy_service, read_live_revisions, resolve_image
-from tasks.source import normalize_version
-
-
-class RestoreApproval(RunInput):
-    """The form a person fills in before a backup replaces the database."""
-
-    restore: bool = Field(
-        default=False, description="Tick to restore the backup and lose every write since it."
-    )
-    comment: str = Field(default="", description="Why; kept in the rollback report.")
-
-
-def rollback_targets(
-    record: ReleaseRecord, to_version: str | None, services: list[str]
-) -> dict[str, str | None]:
-    """service -> the version to return to (None: nothing ran before, leave it as it is)."""
-    if to_version:
-        return dict.fromkeys(services, to_version)
-    return {
-        name: (record.previous[name].version if record.previous.get(name) else None)
-        for name in services
-    }
-
-
-def why_nothing_to_do(record: ReleaseRecord | None, release_id: str | None) -> str | None:
-    """Reasons a rollback has nothing to undo; None when it should go ahead."""
-    if record is None:
-        return "no release was recorded for this environment"
-    if release_id and record.release_id != release_id:
-        return (
-            f"release {release_id} is no longer the latest ({record.release_id} is): "
-            "not rolling back over a newer release"
-        )
-    if not record.changed_environment:
-        return f"release {record.release_id} failed before it changed anything"
-    return None
+from tasks.records import read_release_record, write_release_record
+from tasks.services import resolve_image
 
 
 @flow(name="rollback", timeout_seconds=3600)
@@ -93,134 +55,111 @@ def rollback(
         approval_timeout_seconds: how long to wait for the restore approval.
     """
     target_version = normalize_version(to_version)
-    spec = targets.load_spec(environment)
-    steps = StepLog()
+    env = load_environment(environment)
     facts = {"environment": environment, "reason": reason or "-"}
+    report = Report("rollback", environment, f"Rollback of {environment}", facts)
     events.emit(events.ROLLBACK_STARTED, environment, target_version or "previous", reason=reason)
     try:
         with environment_lock(environment, wait_seconds=lock_wait_seconds, what="rollback"):
             record = read_release_record(environment)
-            skip = None if target_version else why_nothing_to_do(record, release_id)
-            if skip is None and record is not None and record.status == "rolled_back":
-                skip = f"release {record.release_id} was already rolled back"
-            if skip:
-                get_run_logger().info(f"nothing to roll back: {skip}")
-                publish(
-                    "rollback",
-                    environment,
-                    f"Rollback of {environment}",
-                    f"nothing to do: {skip}",
-                    facts,
-                    steps,
-                )
-                events.emit(events.ROLLBACK_SUCCEEDED, environment, "unchanged", changed=False)
-                return Completed(message=f"nothing to roll back: {skip}")
-            if record is None:
-                raise ReleaseError(
-                    f"no release was recorded for '{environment}'; nothing to roll back"
-                )
-            facts["release"] = f"{record.release_id} ({record.version}, {record.status})"
-            changed = _roll_back_services(spec, record, target_version, steps)
+            if skip := why_nothing_to_do(record, release_id, target_version):
+                return nothing_to_do(report, skip)
+            record = recorded(record, report)
+            changed = roll_back_services(env, record, target_version, report)
             if migrate_down:
-                _migrate_down(spec, record, steps)
+                revert_migrations(env, record, report)
             if restore_backup:
-                _restore(spec, record, steps, approval_timeout_seconds)
-            write_release_record(
-                record.model_copy(update={"status": "rolled_back", "updated_at": datetime.now(UTC)})
-            )
-        outcome = (
-            "succeeded"
-            if changed
-            else "succeeded: the environment already ran the target revisions"
-        )
-        publish("rollback", environment, f"Rollback of {environment}", outcome, facts, steps)
-        events.emit(
-            events.ROLLBACK_SUCCEEDED, environment, target_version or "previous", changed=changed
-        )
-        return {
-            "status": "rolled back" if changed else "unchanged",
-            "release_id": record.release_id,
-        }
+                restore(env, record, report, approval_timeout_seconds)
+            write_release_record(record.model_copy(update={"status": "rolled_back"}))
+        return succeed(report, record, target_version, changed)
     except BaseException as exc:
-        message = str(exc)[:1000] or type(exc).__name__
-        publish(
-            "rollback",
-            environment,
-            f"Rollback of {environment}",
-            f"failed: {message}",
-            facts,
-            steps,
-        )
-        events.emit(
-            events.ROLLBACK_FAILED, environment, target_version or "previous", reason=message
-        )
+        failed(report, exc, target_version)
         raise
 
 
-def _roll_back_services(
-    spec: EnvironmentSpec, record: ReleaseRecord, to_version: str | None, steps: StepLog
+def nothing_to_do(report: Report, skip: str) -> State:
+    get_run_logger().info(f"nothing to roll back: {skip}")
+    report.publish(f"nothing to do: {skip}")
+    events.emit(events.ROLLBACK_SUCCEEDED, report.environment, "unchanged", changed=False)
+    return Completed(message=f"nothing to roll back: {skip}")
+
+
+def recorded(record: ReleaseRecord | None, report: Report) -> ReleaseRecord:
+    """The release to undo (named in the report); without one there is nothing to go back from."""
+    if record is None:
+        raise ReleaseError(
+            f"no release was recorded for '{report.environment}'; nothing to roll back"
+        )
+    report.facts["release"] = f"{record.release_id} ({record.version}, {record.status})"
+    return record
+
+
+def roll_back_services(
+    env: Environment, record: ReleaseRecord, to_version: str | None, report: Report
 ) -> bool:
-    """Frontend first, then backend: the reverse of the release order."""
-    environment = spec.name
-    services = [s.name for s in reversed(spec.ordered())]
+    """Frontend first, then backend: the reverse of the release order. Every image is resolved
+    before the first service changes, so a version that never existed changes nothing."""
+    services = [s.name for s in reversed(env.spec.ordered())]
     wanted = rollback_targets(record, to_version, services)
-    live = read_live_revisions(environment, services)
-    results: list[DeployResult] = []
-    for name in services:
-        with steps.step(f"roll back {name}") as row:
-            version = wanted[name]
-            if version is None:
-                row.result = "nothing ran before this release; left as it is"
-                continue
-            image = resolve_image(environment, name, version, record)
-            result = deploy_service(environment, name, image, version)
-            results.append(result)
-            now = live[name].version if live[name] else "nothing"
-            row.result = result.detail
-            row.changed = f"{now} -> {version}" if result.changed else ""
-    if results:
-        with steps.step("edge") as row:
-            edge = update_edge(environment, results)
-            row.result = f"{edge.load_balancer}; CDN: {edge.cdn}"
-    return any(r.changed for r in results)
+    with report.step("images") as row:
+        rollouts = [
+            Rollout(name, version, resolve_image(env, name, version, record))
+            if version
+            else Rollout(name, "", None)
+            for name, version in wanted.items()
+        ]
+        row.result = ", ".join(f"{r.service} {r.image}" for r in rollouts if r.image) or "none"
+    deployed = deploy_in_order(env, rollouts, report, verb="roll back")
+    return any(d.changed for d in deployed)
 
 
-def _migrate_down(spec: EnvironmentSpec, record: ReleaseRecord, steps: StepLog) -> None:
-    owner = spec.migration_owner()
-    with steps.step("migrate down") as row:
+def revert_migrations(env: Environment, record: ReleaseRecord, report: Report) -> None:
+    """`down` as many migrations as the release applied, with the release's own image."""
+    owner = env.spec.migration_owner()
+    with report.step("migrate down") as row:
         if owner is None or not record.migrations_applied:
             row.result = "the release applied no migrations"
             return
         image = record.images[owner.name].split("@")[0]
-        count = len(record.migrations_applied)
-        result = run_migrations(spec.name, image, "down", count)
+        result = run_migrations(env, image, "down", len(record.migrations_applied))
         row.result = f"schema version {result.schema_version}"
         row.changed = f"reverted {list(result.reverted)}" if result.reverted else ""
 
 
-def _restore(spec: EnvironmentSpec, record: ReleaseRecord, steps: StepLog, timeout: int) -> None:
-    with steps.step("restore backup") as row:
-        backup = record.backup
-        if backup is None:
-            raise ReleaseError(f"release {record.release_id} has no backup to restore")
-        taken = record.started_at.strftime("%Y-%m-%d %H:%M:%S UTC")
-        warning = (
-            f"Restoring **{backup.backup_id}** ({backup.location}, taken at the start of release "
-            f"{record.release_id}, {taken}) replaces the whole database of **{spec.name}**. "
-            f"Everything written since {taken} is lost."
-        )
-        get_run_logger().warning(f"waiting for approval to restore: {warning}")
-        answer = pause_flow_run(
-            wait_for_input=RestoreApproval.with_initial_data(description=warning, restore=False),
-            timeout=timeout,
-        )
-        if not answer.restore:
-            row.result = "not approved; the database was left as it is" + (
-                f" ({answer.comment})" if answer.comment else ""
-            )
-            return
-        restore_database(spec.name, backup)
-        row.result = f"restored {backup.backup_id}" + (
-            f" ({answer.comment})" if answer.comment else ""
-        )
+def restore(env: Environment, record: ReleaseRecord, report: Report, timeout: int) -> None:
+    """The pre-release backup replaces the database, once a person approves losing every write
+    since it; not approved, the database stays as it is."""
+    backup = record.backup
+    if backup is None:
+        raise ReleaseError(f"release {record.release_id} has no backup to restore")
+    taken = record.started_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+    warning = (
+        f"Restoring **{backup.backup_id}** ({backup.location}, taken at the start of release "
+        f"{record.release_id}, {taken}) replaces the whole database of **{env.name}**. "
+        f"Everything written since {taken} is lost."
+    )
+    if approve(RestoreApproval, warning, report, timeout, "restore approval"):
+        return
+    with report.step("restore backup") as row:
+        restore_database(env, backup)
+        row.result = f"restored {backup.backup_id}"
         row.changed = "database restored"
+
+
+def succeed(
+    report: Report, record: ReleaseRecord, to_version: str | None, changed: bool
+) -> dict[str, str]:
+    report.publish(
+        "succeeded" if changed else "succeeded: the environment already ran the target revisions"
+    )
+    events.emit(
+        events.ROLLBACK_SUCCEEDED, report.environment, to_version or "previous", changed=changed
+    )
+    return {"status": "rolled back" if changed else "unchanged", "release_id": record.release_id}
+
+
+def failed(report: Report, exc: BaseException, to_version: str | None) -> None:
+    message = report_failure(report, exc)
+    events.emit(
+        events.ROLLBACK_FAILED, report.environment, to_version or "previous", reason=message
+    )

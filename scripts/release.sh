@@ -17,4 +17,4 @@ cd "$ROOT"
 .venv/bin/prefect --no-prompt deploy --all >/dev/null
 args=()
 if [[ $# -gt 0 && $1 != --* ]]; then args+=(--version "$1"); shift; fi
-exec .venv/bin/python -m flows.release --environment local "${args[@]}" "$@"
+exec .venv/bin/python -m flows.cli --environment local "${args[@]}" "$@"

@@ -1,7 +1,8 @@
 """Step 8: smoke checks against the public URLs, with httpx.
 
 Checks probe for a short window rather than once, so a version that passes its health check at
-start and fails seconds later is caught here, not by users.
+start and fails seconds later is caught here, not by users. What counts as a good answer is
+`domain.checks.judge`.
 """
 
 from __future__ import annotations
@@ -14,40 +15,9 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-import targets
-from targets.base import Frozen, ProbeSpec
-from targets.errors import ChecksFailed
-
-
-class CheckReport(Frozen):
-    version: str
-    probes: int
-    rounds: int
-    failures: tuple[str, ...]
-
-    @property
-    def passed(self) -> bool:
-        return not self.failures
-
-
-def field(document: Any, dotted: str) -> Any:
-    for key in dotted.split("."):
-        if not isinstance(document, dict) or key not in document:
-            return None
-        document = document[key]
-    return document
-
-
-def judge(probe: ProbeSpec, url: str, version: str, status: int, body: Any) -> str | None:
-    """The problem with one answer, or None if it is what a healthy release serves."""
-    if status != 200:
-        return f"{url} answered HTTP {status}"
-    if probe.version_field is None:
-        return None
-    served = field(body, probe.version_field)
-    if served != version:
-        return f"{url} serves version {served!r} at `{probe.version_field}`, expected {version!r}"
-    return None
+from domain.checks import CheckReport, ProbeSpec, judge
+from domain.environment import EnvironmentSpec
+from domain.errors import ChecksFailed
 
 
 def probe_once(client: httpx.Client, probe: ProbeSpec, base_url: str, version: str) -> str | None:
@@ -66,12 +36,13 @@ def probe_once(client: httpx.Client, probe: ProbeSpec, base_url: str, version: s
 
 
 @task(name="smoke-check", cache_policy=NO_CACHE, timeout_seconds=600)
-def smoke_check(environment: str, version: str, window_seconds: float | None = None) -> CheckReport:
+def smoke_check(
+    spec: EnvironmentSpec, version: str, window_seconds: float | None = None
+) -> CheckReport:
     """Probe every configured URL repeatedly for the check window; any failure fails the step.
 
     Not retried: a retry would turn a real failure into a flaky pass.
     """
-    spec = targets.load_spec(environment)
     checks = spec.checks
     window = checks.window_seconds if window_seconds is None else window_seconds
     urls = {s.name: s.public_url for s in spec.services}

@@ -7,15 +7,15 @@ from typing import Literal
 from prefect import task
 from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 
-import targets
-from targets.base import Backup, MigrationResult, SchemaStatus
-from tasks.policy import RETRIES
+from blocks.environment import Environment
+from domain.results import Backup, MigrationResult, SchemaStatus
+from tasks.retries import RETRIES
 
 
 @task(name="read-schema", cache_policy=NO_CACHE, timeout_seconds=300, **RETRIES)
-def read_schema(environment: str, image: str) -> SchemaStatus:
+def read_schema(env: Environment, image: str) -> SchemaStatus:
     """Applied, available and pending migrations, as the new image sees them."""
-    return targets.load_target(environment).schema_status(image)
+    return env.connect().schema_status(image)
 
 
 @task(
@@ -24,20 +24,20 @@ def read_schema(environment: str, image: str) -> SchemaStatus:
     timeout_seconds=3600,
     **RETRIES,
 )
-def backup_database(environment: str, backup_id: str) -> Backup:
+def backup_database(env: Environment, backup_id: str) -> Backup:
     """A real, readable dump kept under the release id; one per release (a re-run reuses it)."""
-    return targets.load_target(environment).backup_database(backup_id)
+    return env.connect().backup_database(backup_id)
 
 
 @task(name="run-migrations", cache_policy=NO_CACHE, timeout_seconds=3600, **RETRIES)
 def run_migrations(
-    environment: str, image: str, direction: Literal["up", "down"] = "up", steps: int = 1
+    env: Environment, image: str, direction: Literal["up", "down"] = "up", steps: int = 1
 ) -> MigrationResult:
     """Migrations in a one-off container of `image`; a non-zero exit fails the step (no retry)."""
-    return targets.load_target(environment).migrate(image, direction, steps)
+    return env.connect().migrate(image, direction, steps)
 
 
 @task(name="restore-database", cache_policy=NO_CACHE, timeout_seconds=3600)
-def restore_database(environment: str, backup: Backup) -> None:
+def restore_database(env: Environment, backup: Backup) -> None:
     """Replace the database with `backup`. Never retried: a person approved one restore."""
-    targets.load_target(environment).restore_database(backup)
+    env.connect().restore_database(backup)

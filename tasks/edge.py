@@ -5,12 +5,12 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-import targets
-from targets.base import DeployResult, EdgeResult
-from tasks.policy import RETRIES
+from blocks.environment import Environment
+from domain.results import DeployResult, EdgeResult
+from tasks.retries import RETRIES
 
 
 @task(name="update-edge", cache_policy=NO_CACHE, timeout_seconds=900, **RETRIES)
-def update_edge(environment: str, deployed: list[DeployResult]) -> EdgeResult:
+def update_edge(env: Environment, deployed: list[DeployResult]) -> EdgeResult:
     """Invalidate the CDN where there is one; confirm the load balancer targets the new version."""
-    return targets.load_target(environment).update_edge(deployed)
+    return env.connect().update_edge(deployed)

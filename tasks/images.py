@@ -8,10 +8,14 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 
-import targets
-from targets.base import BuildSpec, BuiltImage, PushedImage
-from targets.context import digest_context
-from tasks.policy import RETRIES
+from blocks.environment import Environment
+from domain.results import BuildSpec, BuiltImage, PushedImage
+from targets.build_context import digest_context
+from tasks.retries import RETRIES
+
+# Build and push are async only so that their timeout can interrupt them: Prefect cannot time out
+# a sync task in a worker thread. The blocking docker call runs in a thread.
+IMAGE_TASK = {"cache_policy": INPUTS + TASK_SOURCE, "timeout_seconds": 1800, **RETRIES}
 
 
 @task(name="fingerprint-source", cache_policy=NO_CACHE)
@@ -20,28 +24,13 @@ def fingerprint_source(context_dir: str, dockerfile: str = "Dockerfile") -> str:
     return digest_context(Path(context_dir), dockerfile)
 
 
-@task(
-    name="build-image",
-    task_run_name="build-{build.service}",
-    cache_policy=INPUTS + TASK_SOURCE,
-    timeout_seconds=1800,
-    **RETRIES,
-)
-async def build_image(environment: str, build: BuildSpec) -> BuiltImage:
-    """Build one service's image. Cached on `build` (content digest, Dockerfile, build args).
-
-    Async only so that the timeout can interrupt it: the blocking docker call runs in a thread.
-    """
-    return await asyncio.to_thread(lambda: targets.load_target(environment).build_image(build))
+@task(name="build-image", task_run_name="build-{build.service}", **IMAGE_TASK)
+async def build_image(env: Environment, build: BuildSpec) -> BuiltImage:
+    """Build one service's image. Cached on `build` (content digest, Dockerfile, build args)."""
+    return await asyncio.to_thread(lambda: env.connect().build_image(build))
 
 
-@task(
-    name="push-image",
-    task_run_name="push-{image.service}",
-    cache_policy=INPUTS + TASK_SOURCE,
-    timeout_seconds=1800,
-    **RETRIES,
-)
-async def push_image(environment: str, image: BuiltImage) -> PushedImage:
+@task(name="push-image", task_run_name="push-{image.service}", **IMAGE_TASK)
+async def push_image(env: Environment, image: BuiltImage) -> PushedImage:
     """Push under the release version; never replaces a different image under the same tag."""
-    return await asyncio.to_thread(lambda: targets.load_target(environment).push_image(image))
+    return await asyncio.to_thread(lambda: env.connect().push_image(image))

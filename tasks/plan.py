@@ -11,9 +11,11 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-import targets
-from targets.base import BuildSpec, Frozen
-from tasks.policy import RETRIES
+from blocks.environment import Environment
+from domain.frozen import Frozen
+from domain.results import BuildSpec, Revision
+from targets.base import Target
+from tasks.retries import RETRIES
 
 MIGRATION_FILE = re.compile(r"^(\d+)_[^.]+\.up\.sql$")
 
@@ -58,42 +60,42 @@ def render_plan(plan: ReleasePlan) -> str:
 
 
 @task(name="plan-release", cache_policy=NO_CACHE, timeout_seconds=300, **RETRIES)
-def plan_release(environment: str, builds: list[BuildSpec]) -> ReleasePlan:
+def plan_release(env: Environment, builds: list[BuildSpec]) -> ReleasePlan:
     """Images to build, current and next revision per service, migrations pending."""
-    target = targets.load_target(environment)
-    spec = targets.load_spec(environment)
-    services = []
-    live = {}
-    for build in builds:
-        live[build.service] = target.live_revision(build.service)
-        current = live[build.service]
-        services.append(
-            ServicePlan(
-                service=build.service,
-                current=current.version if current else "nothing",
-                next=build.version,
-                image=f"{build.repository}:{build.version}",
-                to_build=not target.image_exists(build.service, build.version),
-            )
+    target = env.connect()
+    live = {build.service: target.live_revision(build.service) for build in builds}
+    services = tuple(
+        ServicePlan(
+            service=build.service,
+            current=live[build.service].version if live[build.service] else "nothing",
+            next=build.version,
+            image=f"{build.repository}:{build.version}",
+            to_build=not target.image_exists(build.service, build.version),
         )
-    pending: tuple[int, ...] = ()
-    note = "no service owns migrations"
-    owner = spec.migration_owner()
-    if owner is not None:
-        build = next(b for b in builds if b.service == owner.name)
-        available = available_migrations(Path(build.context_dir) / owner.migrations_dir)
-        running = live.get(owner.name)
-        if running is not None:
-            applied = set(target.schema_status(running.image).applied)
-            pending = tuple(v for v in available if v not in applied)
-            note = f"applied now: {sorted(applied) or 'none'}"
-        else:
-            pending = available
-            note = "nothing deployed yet: every migration of the source counts as pending"
+        for build in builds
+    )
+    pending, note = _pending_migrations(env, target, builds, live)
     return ReleasePlan(
-        environment=environment,
+        environment=env.name,
         version=builds[0].version,
-        services=tuple(services),
+        services=services,
         pending_migrations=pending,
         migrations_note=note,
     )
+
+
+def _pending_migrations(
+    env: Environment, target: Target, builds: list[BuildSpec], live: dict[str, Revision | None]
+) -> tuple[tuple[int, ...], str]:
+    """The source's migrations the database has not applied, and a note on how that was read."""
+    owner = env.spec.migration_owner()
+    if owner is None:
+        return (), "no service owns migrations"
+    build = next(b for b in builds if b.service == owner.name)
+    available = available_migrations(Path(build.context_dir) / owner.migrations_dir)
+    running = live.get(owner.name)
+    if running is None:
+        return available, "nothing deployed yet: every migration of the source counts as pending"
+    applied = set(target.schema_status(running.image).applied)
+    pending = tuple(v for v in available if v not in applied)
+    return pending, f"applied now: {sorted(applied) or 'none'}"

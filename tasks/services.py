@@ -5,16 +5,16 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-import targets
-from targets.base import DeployResult, Revision
-from tasks.policy import RETRIES
-from tasks.records import ReleaseRecord
+from blocks.environment import Environment
+from domain.records import ReleaseRecord
+from domain.results import DeployResult, Revision
+from tasks.retries import RETRIES
 
 
 @task(name="read-live-revisions", cache_policy=NO_CACHE, timeout_seconds=120, **RETRIES)
-def read_live_revisions(environment: str, services: list[str]) -> dict[str, Revision | None]:
+def read_live_revisions(env: Environment, services: list[str]) -> dict[str, Revision | None]:
     """What each service runs now: the rollback target if this release goes wrong."""
-    target = targets.load_target(environment)
+    target = env.connect()
     return {name: target.live_revision(name) for name in services}
 
 
@@ -27,15 +27,15 @@ def read_live_revisions(environment: str, services: list[str]) -> dict[str, Revi
     timeout_seconds=1200,
     **RETRIES,
 )
-def deploy_service(environment: str, service: str, image: str, version: str) -> DeployResult:
+def deploy_service(env: Environment, service: str, image: str, version: str) -> DeployResult:
     """Start beside the old, wait healthy, switch traffic, drain, keep the old. Idempotent."""
-    return targets.load_target(environment).deploy_service(service, image, version)
+    return env.connect().deploy_service(service, image, version)
 
 
 @task(name="resolve-image", cache_policy=NO_CACHE, timeout_seconds=120, **RETRIES)
-def resolve_image(environment: str, service: str, version: str, record: ReleaseRecord) -> str:
+def resolve_image(env: Environment, service: str, version: str, record: ReleaseRecord) -> str:
     """The image of `service` at `version`: from the record when it names it, else the registry."""
     previous = record.previous.get(service)
     if previous is not None and previous.version == version:
         return previous.image
-    return targets.load_target(environment).image_reference(service, version)
+    return env.connect().image_reference(service, version)

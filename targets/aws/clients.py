@@ -18,7 +18,7 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.parsers import ResponseParserError
 
-from targets.errors import ReleaseError, TransientError
+from domain.errors import ReleaseError, TransientError
 from targets.runlog import run_logger
 
 P = ParamSpec("P")
@@ -40,6 +40,7 @@ TRANSIENT_CODES = frozenset(
         "PriorRequestNotComplete",
     }
 )
+PROVISION_HINT = "run the provision step (or create the CloudFormation stack) first"
 # botocore logs request headers and response bodies at DEBUG: the session token, the signing
 # material and ECR's registry password would end up in any DEBUG log handler.
 WIRE_LOGGERS = ("botocore", "boto3", "urllib3", "s3transfer")

@@ -1,11 +1,10 @@
 """Pure decisions of the AWS target: plain dicts (boto3 responses) in, a verdict out.
 
-No I/O here, so each rule is unit-tested on recorded-shape responses (tests/unit/test_aws_decisions.py).
+No I/O here, so each rule is unit-tested on recorded-shape responses (tests/unit/targets/aws/test_decisions.py).
 """
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any, Literal, NamedTuple
 
@@ -186,17 +185,6 @@ def task_exit(task: dict[str, Any], container: str) -> tuple[int | None, str]:
         if x
     )
     return ((found or {}).get("exitCode"), why)
-
-
-def last_json_line(lines: list[str]) -> dict[str, Any] | None:
-    """The JSON result a one-off command prints last, or None."""
-    for line in reversed([x.strip() for x in lines if x.strip()]):
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError:
-            return None
-        return value if isinstance(value, dict) else None
-    return None
 
 
 class _CfnLoader(yaml.SafeLoader):

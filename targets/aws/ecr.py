@@ -8,9 +8,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from targets.aws.clients import error_code
+from domain.errors import ReleaseError
+from targets.aws.clients import PROVISION_HINT, error_code
 from targets.aws.decisions import parse_image, repository_name
-from targets.errors import ReleaseError
+from targets.images import MANIFEST_TYPES, TaggedImage
 
 
 class Ecr:
@@ -37,6 +38,13 @@ class Ecr:
                 raise
             return self.repository(name)
 
+    def verify_repository(self, name: str) -> str:
+        """verify's probe: the repository's URI, or what to do when it does not exist."""
+        found = self.repository(name)
+        if found is None:
+            raise ReleaseError(f"ECR repository {name} does not exist: {PROVISION_HINT}")
+        return found["repositoryUri"]
+
     def image(self, name: str, tag: str) -> dict[str, Any] | None:
         """The image detail of `name:tag`, or None when the repository or the tag is absent."""
         try:
@@ -47,20 +55,27 @@ class Ecr:
             raise
         return next(iter(found.get("imageDetails", [])), None)
 
-    def config_digest(self, name: str, tag: str) -> str | None:
-        """The image's config digest (= the local image id) from its manifest, if it has one."""
-        images = self.client.batch_get_image(
-            repositoryName=name,
-            imageIds=[{"imageTag": tag}],
-            acceptedMediaTypes=[
-                "application/vnd.docker.distribution.manifest.v2+json",
-                "application/vnd.oci.image.manifest.v1+json",
-            ],
-        ).get("images", [])
+    def manifest(self, name: str, tag: str) -> TaggedImage | None:
+        """What `name:tag` holds: its digest and config digest (= the local image id of the
+        image pushed), or None when the repository or the tag is absent."""
+        try:
+            found = self.client.batch_get_image(
+                repositoryName=name,
+                imageIds=[{"imageTag": tag}],
+                acceptedMediaTypes=list(MANIFEST_TYPES),
+            )
+        except ClientError as exc:
+            if error_code(exc) == "RepositoryNotFoundException":
+                return None
+            raise
+        images = found.get("images", [])
         if not images:
             return None
-        manifest = json.loads(images[0].get("imageManifest", "{}"))
-        return (manifest.get("config") or {}).get("digest")
+        manifest = json.loads(images[0].get("imageManifest") or "{}")
+        return TaggedImage(
+            digest=images[0]["imageId"]["imageDigest"],
+            config_digest=(manifest.get("config") or {}).get("digest", ""),
+        )
 
     def digest_of(self, image: str) -> str:
         """The digest an image reference names or ECR knows for it; else the reference itself."""

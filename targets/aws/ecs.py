@@ -7,7 +7,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from targets.aws.clients import error_code, poll
+from domain.errors import ReleaseError
+from domain.results import DeployResult, Revision
+from targets.aws.clients import PROVISION_HINT, poll
 from targets.aws.decisions import (
     deployment_outcome,
     main_container,
@@ -17,10 +19,6 @@ from targets.aws.decisions import (
     rollout_to_stop,
     with_image,
 )
-from targets.base import DeployResult, Revision
-from targets.errors import ReleaseError
-
-PROVISION_HINT = "run the provision step (or create the CloudFormation stack) first"
 
 
 class Ecs:
@@ -46,6 +44,19 @@ class Ecs:
                 f"ECS service {name} in cluster {self.cluster} is {state}: {PROVISION_HINT}"
             )
         return service
+
+    def verify_cluster(self) -> str:
+        """verify's probe: the cluster is ACTIVE, or what to do."""
+        found = self.client.describe_clusters(clusters=[self.cluster])["clusters"]
+        status = found[0]["status"] if found else "missing"
+        if status != "ACTIVE":
+            raise ReleaseError(f"ECS cluster {self.cluster} is {status}: {PROVISION_HINT}")
+        return f"ECS cluster {self.cluster} ACTIVE"
+
+    def verify_service(self, name: str) -> str:
+        """verify's probe: the service is ACTIVE, and which revision it runs."""
+        described = self.service(name)
+        return f"{described['serviceName']} runs {described['taskDefinition'].rsplit('/', 1)[-1]}"
 
     def task_definition(self, arn: str) -> dict[str, Any]:
         return self.client.describe_task_definition(taskDefinition=arn)["taskDefinition"]
@@ -118,36 +129,10 @@ class Ecs:
         previous = self.revision(service, current_td, image_id)
         label = f"{service} {version}"
         if previous.image == image:
-            outcome = deployment_outcome(described, previous.revision_id)
-            if outcome.state == "succeeded":
-                return DeployResult(
-                    service=service,
-                    changed=False,
-                    previous=previous,
-                    current=previous,
-                    detail=f"{version} already live ({previous.revision_id}); nothing changed",
-                )
-            # An earlier attempt started this deployment and did not see it finish: wait for it.
-            reason = self.wait(ecs_name, previous.revision_id, label, seen)
-            return DeployResult(
-                service=service,
-                changed=False,
-                previous=None,
-                current=previous,
-                detail=f"waited for the deployment already under way: {reason}",
-            )
-        new_arn = self.task_definition_for(
-            current_td, main_container(current_td, service)["name"], image
-        )
-        in_flight = rollout_to_stop(described, new_arn)
-        if in_flight is not None and self._stop_with_rollback(ecs_name, in_flight, label):
-            how = (
-                f"stopped the deployment of {in_flight['taskDefinition']} in progress; "
-                f"ECS rolled back to {new_arn}"
-            )
-        else:
-            self._update_service(ecs_name, new_arn, described, label, previous)
-            how = None
+            return self._already_live(described, ecs_name, previous, version, seen)
+        container = main_container(current_td, service)["name"]
+        new_arn = self.task_definition_for(current_td, container, image)
+        how = self._start_rollout(ecs_name, described, new_arn, label, previous)
         reason = self.wait(ecs_name, new_arn, label, seen)
         return DeployResult(
             service=service,
@@ -158,6 +143,48 @@ class Ecs:
             if how
             else f"{new_arn}: {reason}; previous {previous.revision_id} kept for rollback",
         )
+
+    def _already_live(
+        self,
+        described: dict[str, Any],
+        ecs_name: str,
+        previous: Revision,
+        version: str,
+        seen: set[str],
+    ) -> DeployResult:
+        """The service runs the image already: done, or a deployment that an earlier attempt
+        started and did not see finish, which is waited for."""
+        if deployment_outcome(described, previous.revision_id).state == "succeeded":
+            detail = f"{version} already live ({previous.revision_id}); nothing changed"
+            return DeployResult.unchanged(previous, detail)
+        label = f"{previous.service} {version}"
+        reason = self.wait(ecs_name, previous.revision_id, label, seen)
+        return DeployResult(
+            service=previous.service,
+            changed=False,
+            previous=None,
+            current=previous,
+            detail=f"waited for the deployment already under way: {reason}",
+        )
+
+    def _start_rollout(
+        self,
+        ecs_name: str,
+        described: dict[str, Any],
+        new_arn: str,
+        label: str,
+        previous: Revision,
+    ) -> str | None:
+        """Stop the rollout in flight with ROLLBACK where that returns the service to `new_arn`
+        (and say so), else point the service at `new_arn` (None)."""
+        in_flight = rollout_to_stop(described, new_arn)
+        if in_flight is not None and self._stop_with_rollback(ecs_name, in_flight, label):
+            return (
+                f"stopped the deployment of {in_flight['taskDefinition']} in progress; "
+                f"ECS rolled back to {new_arn}"
+            )
+        self._update_service(ecs_name, new_arn, described, label, previous)
+        return None
 
     def _update_service(
         self,
@@ -258,37 +285,6 @@ class Ecs:
             return task.get("lastStatus") == "STOPPED", task, f"task {task.get('lastStatus')}"
 
         return poll(label, probe, self.timeout, self.interval, self.log)
-
-
-def task_output(
-    logs: Any, task_definition: dict[str, Any], container: str, task_arn: str
-) -> list[str]:
-    """The task's log lines from CloudWatch Logs (its awslogs group and stream)."""
-    config = main_container(task_definition, container).get("logConfiguration") or {}
-    options = config.get("options", {})
-    if config.get("logDriver") != "awslogs" or "awslogs-group" not in options:
-        raise ReleaseError(
-            f"task definition {task_definition['taskDefinitionArn']} does not log {container} to "
-            "CloudWatch Logs (awslogs): the migration result cannot be read; add a logConfiguration"
-        )
-    stream = f"{options.get('awslogs-stream-prefix', '')}/{container}/{task_arn.rsplit('/', 1)[-1]}"
-    lines: list[str] = []
-    kwargs: dict[str, Any] = {
-        "logGroupName": options["awslogs-group"],
-        "logStreamName": stream.lstrip("/"),
-        "startFromHead": True,
-    }
-    while True:
-        try:
-            page = logs.get_log_events(**kwargs)
-        except ClientError as exc:
-            if error_code(exc) == "ResourceNotFoundException":  # the task never logged a line
-                return lines
-            raise
-        lines += [e["message"] for e in page.get("events", [])]
-        if not page.get("events") or page.get("nextForwardToken") == kwargs.get("nextToken"):
-            return lines
-        kwargs["nextToken"] = page["nextForwardToken"]
 
 
 def _image(task_definition: dict[str, Any], container: str) -> str:

@@ -9,10 +9,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError, WaiterError
 
-from targets.aws.clients import error_code, poll
+from domain.errors import ReleaseError
+from domain.results import Backup
+from targets.aws.clients import PROVISION_HINT, error_code, poll
 from targets.aws.decisions import rds_identifier, restore_settings, snapshot_identifier
-from targets.base import Backup
-from targets.errors import ReleaseError
 
 
 class Rds:
@@ -35,6 +35,17 @@ class Rds:
                 return None
             raise
         return found["DBInstances"][0]
+
+    def verify_available(self) -> str:
+        """verify's probe: the instance is available, or what to do."""
+        found = self.describe(self.instance)
+        status = found["DBInstanceStatus"] if found else "missing"
+        if found is None or status != "available":
+            raise ReleaseError(
+                f"RDS instance {self.instance} is {status}"
+                + (f": {PROVISION_HINT}" if found is None else "; wait until it is available")
+            )
+        return f"RDS {found['Engine']} {self.instance} available"
 
     def backup(self, backup_id: str) -> Backup:
         """A manual snapshot named after the release; a re-run reuses it."""

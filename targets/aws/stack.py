@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 
 from botocore.exceptions import ClientError, WaiterError
 
+from domain.errors import ReleaseError, TransientError
 from targets.aws.clients import error_code
 from targets.aws.decisions import (
     change_set_is_empty,
@@ -19,7 +20,6 @@ from targets.aws.decisions import (
     stack_parameters,
     template_parameters,
 )
-from targets.errors import ReleaseError, TransientError
 
 CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]
 UNUPDATABLE = ("ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "DELETE_FAILED")
@@ -83,39 +83,17 @@ class Stack:
         and every other parameter the stack has keeps its previous value.
         """
         stack = self.describe()
-        status = stack["StackStatus"] if stack else None
-        if status and status.endswith("_IN_PROGRESS") and status != "REVIEW_IN_PROGRESS":
-            raise TransientError(f"stack {self.name} is busy ({status}); retry when it settles")
-        if status in UNUPDATABLE:
-            raise ReleaseError(
-                f"stack {self.name} is {status} and cannot be updated: read its events, delete "
-                "it, then provision again"
-            )
-        kind = "UPDATE" if created(stack) else "CREATE"
-        previous: set[str] = set()
-        if kind == "UPDATE":
-            previous = {p["ParameterKey"] for p in stack.get("Parameters", [])}
-            given = {**given, **live()}
-        else:
-            given = {**given, **bootstrap}
+        kind = self._change_kind(stack)
+        parameters = self._parameters(template, stack, {**given, **bootstrap}, given, live)
         stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
-        change_set = (
-            f"flowmasters-{stamp}-{uuid.uuid4().hex[:6]}"  # the IAM policy wants flowmasters-*
-        )
-        declared = template_parameters(template)
-        missing = required_parameters(template) - set(given) - previous
-        if missing:
-            raise ReleaseError(
-                f"stack {self.name}: the template needs {', '.join(sorted(missing))}; give them "
-                "in the environment's stack_parameters (or bootstrap_parameters, for a new stack)"
-            )
+        change_set = f"flowmasters-{stamp}-{uuid.uuid4().hex[:6]}"  # the IAM policy: flowmasters-*
         try:
             self.client.create_change_set(
                 StackName=self.name,
                 ChangeSetName=change_set,
                 ChangeSetType=kind,
                 TemplateBody=template,
-                Parameters=stack_parameters(declared, previous, given),
+                Parameters=parameters,
                 Capabilities=CAPABILITIES,
                 Description=description,
                 **({"RoleARN": role_arn} if role_arn else {}),
@@ -124,6 +102,47 @@ class Stack:
             if change_set_is_empty("FAILED", str(exc)):
                 return None
             raise
+        return self._review(change_set, kind)
+
+    def _change_kind(self, stack: dict[str, Any] | None) -> str:
+        """CREATE or UPDATE; a stack busy with another change, or one that cannot be updated any
+        more, is refused with what to do."""
+        status = stack["StackStatus"] if stack else None
+        if status and status.endswith("_IN_PROGRESS") and status != "REVIEW_IN_PROGRESS":
+            raise TransientError(f"stack {self.name} is busy ({status}); retry when it settles")
+        if status in UNUPDATABLE:
+            raise ReleaseError(
+                f"stack {self.name} is {status} and cannot be updated: read its events, delete "
+                "it, then provision again"
+            )
+        return "UPDATE" if created(stack) else "CREATE"
+
+    def _parameters(
+        self,
+        template: str,
+        stack: dict[str, Any] | None,
+        create: dict[str, str],
+        update: dict[str, str],
+        live: Callable[[], dict[str, str]],
+    ) -> list[dict[str, Any]]:
+        """The change set's parameters: `create` for a new stack; for an existing one `update`
+        with what runs now (`live()`) over it, and every other parameter it has kept."""
+        previous: set[str] = set()
+        given = create
+        if created(stack):
+            assert stack is not None
+            previous = {p["ParameterKey"] for p in stack.get("Parameters", [])}
+            given = {**update, **live()}
+        missing = required_parameters(template) - set(given) - previous
+        if missing:
+            raise ReleaseError(
+                f"stack {self.name}: the template needs {', '.join(sorted(missing))}; give them "
+                "in the environment's stack_parameters (or bootstrap_parameters, for a new stack)"
+            )
+        return stack_parameters(template_parameters(template), previous, given)
+
+    def _review(self, change_set: str, kind: str) -> Proposal | None:
+        """Wait until CloudFormation has computed the change set; an empty one is deleted."""
         state, reason, changes = self._described(change_set)
         if change_set_is_empty(state, reason) or (state == "CREATE_COMPLETE" and not changes):
             self.client.delete_change_set(StackName=self.name, ChangeSetName=change_set)

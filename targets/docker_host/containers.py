@@ -15,7 +15,7 @@ import docker.errors
 import httpx
 from docker.models.containers import Container
 
-from targets.errors import ReleaseError
+from domain.errors import ReleaseError
 
 LABEL = "flowmasters"
 

@@ -10,8 +10,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from blocks.database import PostgresConnection
-from targets.errors import ReleaseError, TransientError
+from domain.errors import ReleaseError, TransientError
+from targets.docker_host.blocks import PostgresConnection
 
 
 def _run(conn: PostgresConnection, argv: list[str], timeout: float) -> subprocess.CompletedProcess:

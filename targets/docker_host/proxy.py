@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from targets.errors import ReleaseError, TransientError
+from domain.errors import ReleaseError, TransientError
 
 SLOTS = (0, 1)
 
@@ -60,6 +60,30 @@ def public_port(url: str) -> int:
             "(everything listens on loopback)"
         )
     return port
+
+
+def ephemeral_range(path: str = "/proc/sys/net/ipv4/ip_local_port_range") -> tuple[int, int]:
+    """The ports the kernel hands to outgoing connections (Linux's default when unreadable)."""
+    try:
+        low, high = Path(path).read_text().split()[:2]
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def check_ports(routes: Sequence[ServiceRoute], ephemeral: tuple[int, int]) -> str:
+    """verify's probe of the environment's ports: none may lie in the ephemeral range, where any
+    outgoing connection can hold one at random and a slot or frontend then cannot bind it."""
+    ports = sorted(p for r in routes for p in (r.public_port, *r.slot_ports))
+    low, high = ephemeral
+    taken = [p for p in ports if low <= p <= high]
+    if taken:
+        raise ReleaseError(
+            f"ports {', '.join(map(str, taken))} are in the kernel's ephemeral range {low}-{high} "
+            "(net.ipv4.ip_local_port_range): outgoing connections take them at random, and a "
+            f"service then cannot listen there; choose public URLs and a port_base below {low}"
+        )
+    return f"{len(ports)} ports outside the ephemeral range {low}-{high}"
 
 
 def render_config(

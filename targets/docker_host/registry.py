@@ -2,24 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import httpx
 
-from targets.errors import TransientError
-
-MANIFEST_TYPES = ", ".join(
-    [
-        "application/vnd.docker.distribution.manifest.v2+json",
-        "application/vnd.oci.image.manifest.v1+json",
-    ]
-)
-
-
-@dataclass(frozen=True)
-class TaggedManifest:
-    digest: str  # the manifest's digest: what `repo@digest` names
-    config_digest: str  # equals the local image id of the image that was pushed
+from domain.errors import TransientError
+from targets.images import MANIFEST_TYPES, TaggedImage
 
 
 class RegistryClient:
@@ -43,10 +29,10 @@ class RegistryClient:
         if response.status_code not in (200, 401):
             raise TransientError(f"registry {self.registry} answered {response.status_code}")
 
-    def manifest(self, repository: str, tag: str) -> TaggedManifest | None:
+    def manifest(self, repository: str, tag: str) -> TaggedImage | None:
         """The manifest under `tag`, or None if the tag does not exist."""
         response = self._get(
-            f"/v2/{repository}/manifests/{tag}", headers={"Accept": MANIFEST_TYPES}
+            f"/v2/{repository}/manifests/{tag}", headers={"Accept": ", ".join(MANIFEST_TYPES)}
         )
         if response.status_code == 404:
             return None
@@ -54,7 +40,7 @@ class RegistryClient:
             raise TransientError(
                 f"registry {self.registry}: reading {repository}:{tag} gave {response.status_code}"
             )
-        return TaggedManifest(
+        return TaggedImage(
             digest=response.headers["Docker-Content-Digest"],
             config_digest=response.json()["config"]["digest"],
         )

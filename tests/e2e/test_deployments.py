@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +128,7 @@ def production_stack() -> dict[str, Any]:
 def test_production_changes_no_infrastructure_without_approval():
     """release/production (AWS, here the moto stand-in) proposes the real template's change set
     and pauses on it; a rejection deletes it and nothing is created. moto cannot create the whole
-    stack, so the approved path of a CREATE is not run here (tests/integration/test_aws_flows.py
+    stack, so the approved path of a CREATE is not run here (tests/integration/flows/test_release_aws.py
     runs the approved release on a small template)."""
     assert production_stack()["status"] in (None, "REVIEW_IN_PROGRESS")  # nothing created yet
 
@@ -157,7 +158,7 @@ def test_production_changes_no_infrastructure_without_approval():
 
 
 def test_cli_run_with_an_all_digits_version_as_the_ci_example_does():
-    version = "2026112601"
+    version = str(time.time_ns())  # all digits, and new: a tag is never reused for other content
     prefect = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "prefect"
 
     done = subprocess.run(

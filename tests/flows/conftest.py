@@ -1,14 +1,17 @@
 """Flow tests: the real release flow on a throwaway Prefect server, over an in-memory target.
 
-FAKE: `FakeTarget` stands in for Docker/AWS so these tests check the flow's composition (order,
-records, events, failure paths) in seconds. What it serves is real HTTP on 127.0.0.1, so the smoke
-checks run unchanged. The real targets are tested in tests/integration.
+The environment is a real `Flowmasters Environment` block in that server, read by the product's
+own `load_environment`. FAKE: its runtime. `FakeTarget` is plugged in where the registry connects
+a target block to its runtime, and stands in for Docker/AWS, so these tests check the flow's
+composition (order, records, events, failure paths) in seconds. What it serves is real HTTP on
+127.0.0.1, so the smoke checks run unchanged. The real targets are tested in tests/integration.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -17,29 +20,33 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
 from prefect.testing.utilities import prefect_test_harness
+from prefect_docker import DockerHost
 
-import targets
-from flows import events
-from flows.lock import lock_name
-from targets.base import (
+from blocks.environment import FlowmastersEnvironment
+from domain.checks import CheckSpec, ProbeSpec
+from domain.environment import EnvironmentSpec
+from domain.results import (
     Backup,
     BuildSpec,
     BuiltImage,
-    CheckSpec,
     DeployResult,
     EdgeResult,
-    EnvironmentSpec,
     Finding,
     InfrastructureChange,
     InfrastructureReport,
     MigrationResult,
-    ProbeSpec,
     PushedImage,
     Revision,
     SchemaStatus,
-    ServiceSpec,
 )
-from targets.errors import ReleaseError
+from domain.services import ServiceSpec
+from flows import events
+from flows.lock import lock_name
+from targets import registry
+from targets.docker_host.blocks import DockerHostTarget, PostgresConnection
+from tests.support.block_reads import count_block_reads
+
+ENVIRONMENT = "flowtest"
 
 
 @pytest.fixture(scope="package", autouse=True)
@@ -57,10 +64,7 @@ class Served:
     """A tiny HTTP server answering /api/health with the version a fake deploy made live."""
 
     def __init__(self) -> None:
-        self.versions: dict[str, str] = {}
-        self.status = 200
-        self.requests = 0
-        self.fail_after: int | None = None  # answer 500 once this many requests were served
+        self.reset()
         served = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -80,6 +84,12 @@ class Served:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def reset(self) -> None:
+        self.versions: dict[str, str] = {}
+        self.status = 200
+        self.requests = 0
+        self.fail_after: int | None = None  # answer 500 once this many requests were served
 
 
 class FakeTarget:
@@ -195,12 +205,10 @@ class FakeTarget:
         return EdgeResult(load_balancer="fake", cdn="none", changed=True)
 
 
-@pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeTarget]:
-    served = Served()
+def spec_served_by(served: Served) -> EnvironmentSpec:
     url = f"http://127.0.0.1:{served.port}"
-    spec = EnvironmentSpec(
-        name="flowtest",
+    return EnvironmentSpec(
+        name=ENVIRONMENT,
         services=(
             ServiceSpec(
                 name="frontend",
@@ -227,19 +235,44 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeTarget]:
             ),
         ),
     )
-    target = FakeTarget(spec, served)
+
+
+@pytest.fixture(scope="package")
+def served(prefect_server: None) -> Iterator[Served]:
+    """The public URLs, and the environment block that names them, saved in the test server.
+    Its target block is a Docker host nobody connects to: the runtime is the FAKE below."""
+    served = Served()
+    spec = spec_served_by(served)
+    unused = DockerHostTarget(
+        docker_host=DockerHost(base_url="unix:///nonexistent/docker.sock"),
+        database=PostgresConnection(database="none", username="none", password="unused"),
+        proxy_admin_socket="/nonexistent/admin.sock",
+        proxy_config_dir="/nonexistent/conf.d",
+        proxy_pidfile="/nonexistent/haproxy.pid",
+        backup_dir="/nonexistent/backups",
+        port_base=20000,
+    )
+    FlowmastersEnvironment(target=unused, services=list(spec.services), checks=spec.checks).save(
+        ENVIRONMENT, overwrite=True
+    )
     with get_client(sync_client=True) as client:
-        client.upsert_global_concurrency_limit_by_name(lock_name(spec.name), limit=1)
-
-    def load_target(environment: str) -> FakeTarget:
-        if environment != spec.name:
-            raise ReleaseError(f"unknown environment '{environment}'")
-        return target
-
-    monkeypatch.setattr(targets, "load_target", load_target)
-    monkeypatch.setattr(targets, "load_spec", lambda environment: load_target(environment).spec)
-    yield target
+        client.upsert_global_concurrency_limit_by_name(lock_name(ENVIRONMENT), limit=1)
+    yield served
     served.server.shutdown()
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch, served: Served) -> FakeTarget:
+    """The FAKE runtime every task of a `flowtest` run connects to (fresh for each test)."""
+    served.reset()
+    target = FakeTarget(spec_served_by(served), served)
+    monkeypatch.setattr(registry, "connect", lambda block, spec: target)
+    return target
+
+
+@pytest.fixture
+def block_reads(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    return count_block_reads(monkeypatch)
 
 
 @pytest.fixture

@@ -21,9 +21,9 @@ from prefect.client.schemas.filters import (
 )
 from prefect.flow_runs import resume_flow_run
 
+from domain.results import InfrastructureChange
 from flows import events
 from flows.release import release
-from targets.base import InfrastructureChange
 from tests.flows.test_release import names
 
 CHANGE = InfrastructureChange(

@@ -9,10 +9,12 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from prefect.variables import Variable
 
+from domain.errors import ReleaseError
+from domain.records import ReleaseRecord
+from domain.results import InfrastructureChange
 from flows import events
 from flows.release import release
-from targets.errors import ReleaseError
-from tasks.records import ReleaseRecord, variable_name
+from tasks.records import variable_name
 
 
 def record_of(environment: str) -> ReleaseRecord:
@@ -116,10 +118,28 @@ def test_malformed_version_fails_before_anything_runs(fake, emitted, source, ver
     assert fake.calls == []
 
 
-def test_unknown_environment_is_named(fake, emitted, source):
-    with pytest.raises(ReleaseError, match="unknown environment 'nowhere'"):
+def test_unknown_environment_names_the_known_ones_and_how_to_add_it(fake, emitted, source):
+    with pytest.raises(ReleaseError) as error:
         release("nowhere", "v1", source)
+
+    assert str(error.value) == (
+        "unknown environment 'nowhere': no 'Flowmasters Environment' block of that name "
+        "(known: flowtest). Describe it in deployments/environments/nowhere.yaml and run "
+        "`python -m deployments.register nowhere`."
+    )
     assert fake.calls == []
+
+
+def test_a_release_reads_the_environment_block_once(fake, emitted, source, block_reads):
+    fake.proposal = InfrastructureChange(
+        target="fake", kind="UPDATE", change_id="cs-1", summary="one change", changes=1
+    )
+
+    state = release("flowtest", "v7", source, bake_seconds=0.5, return_state=True)
+
+    assert state.is_completed(), state.message
+    assert "provision:cs-1" in fake.calls  # provisioning changes the infrastructure, not the block
+    assert block_reads == {"flowmasters-environment": 1}
 
 
 def test_a_failure_during_the_bake_window_fails_the_release_and_emits_checks_failed(

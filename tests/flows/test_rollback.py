@@ -10,10 +10,10 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 from prefect.flow_runs import resume_flow_run
 
+from domain.errors import ReleaseError
 from flows import events
 from flows.release import release
 from flows.rollback import rollback
-from targets.errors import ReleaseError
 from tests.flows.test_release import names, record_of
 
 

@@ -21,8 +21,9 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.variables import Variable
 
-from deployments.scratch import create_environment, remove_environment, remove_leftovers
-from tasks.records import ReleaseRecord, variable_name
+from domain.records import ReleaseRecord
+from tasks.records import variable_name
+from tests.support.scratch import create_environment, remove_environment, remove_leftovers
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration

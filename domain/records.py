@@ -1,0 +1,120 @@
+"""The release record: what a release changed, and what a rollback decides from it.
+
+Written before the first change and updated after each, so a crash at any point leaves enough to
+roll back: what ran before for each service, the images released, the backup and the schema
+version before the migrations. Where it is stored is the tasks' business (tasks/records.py).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from domain.results import Backup, PushedImage, Revision
+
+Status = Literal["started", "succeeded", "failed", "checks_failed", "rolled_back"]
+
+
+class ReleaseRecord(BaseModel):
+    release_id: str
+    environment: str
+    version: str
+    status: Status = "started"
+    changed_environment: bool = Field(
+        default=False, description="True once a step changed what the environment runs or stores."
+    )
+    flow_run_id: str | None = None
+    started_at: datetime
+    updated_at: datetime
+    images: dict[str, str] = Field(description="service -> repository:tag@digest released.")
+    previous: dict[str, Revision | None] = Field(description="What each service ran before.")
+    schema_before: int | None = None
+    schema_after: int | None = None
+    migrations_applied: list[int] = Field(
+        default_factory=list, description="Migrations this release applied (what `down` reverts)."
+    )
+    backup: Backup | None = None
+    error: str | None = None
+
+
+def image_refs(pushed: list[PushedImage]) -> dict[str, str]:
+    return {p.service: f"{p.reference}@{p.digest}" for p in pushed}
+
+
+def release_id(environment: str, version: str, now: datetime) -> str:
+    return f"{environment}-{version}-{now.strftime('%Y%m%d%H%M%S')}"
+
+
+def start_record(
+    latest: ReleaseRecord | None,
+    environment: str,
+    version: str,
+    images: dict[str, str],
+    previous: dict[str, Revision | None],
+    schema_before: int | None,
+    now: datetime,
+    flow_run_id: str | None,
+) -> ReleaseRecord:
+    """The record for this run. A re-run of the same release (same version and images, not rolled
+    back) continues the latest record, so its backup, its cache keys and, above all, what ran
+    *before* the release are kept; anything else starts a new record."""
+    if (
+        latest is not None
+        and latest.environment == environment
+        and latest.version == version
+        and latest.images == images
+        and latest.status != "rolled_back"
+    ):
+        return latest.model_copy(
+            update={
+                "status": "started",
+                "flow_run_id": flow_run_id,
+                "updated_at": now,
+                "error": None,
+            }
+        )
+    return ReleaseRecord(
+        release_id=release_id(environment, version, now),
+        environment=environment,
+        version=version,
+        flow_run_id=flow_run_id,
+        started_at=now,
+        updated_at=now,
+        images=images,
+        previous=previous,
+        schema_before=schema_before,
+    )
+
+
+def rollback_targets(
+    record: ReleaseRecord, to_version: str | None, services: list[str]
+) -> dict[str, str | None]:
+    """service -> the version to return to (None: nothing ran before, leave it as it is)."""
+    if to_version:
+        return dict.fromkeys(services, to_version)
+    return {
+        name: (record.previous[name].version if record.previous.get(name) else None)
+        for name in services
+    }
+
+
+def why_nothing_to_do(
+    record: ReleaseRecord | None, release_id: str | None, to_version: str | None = None
+) -> str | None:
+    """Why a rollback has nothing to undo; None when it should go ahead. With `to_version` the
+    person named where to go, so only an already rolled-back record stops it."""
+    if not to_version:
+        if record is None:
+            return "no release was recorded for this environment"
+        if release_id and record.release_id != release_id:
+            return (
+                f"release {release_id} is no longer the latest ({record.release_id} is): "
+                "not rolling back over a newer release"
+            )
+        if not record.changed_environment:
+            return f"release {record.release_id} failed before it changed anything"
+    if record is not None and record.status == "rolled_back":
+        return f"release {record.release_id} was already rolled back"
+    return None

@@ -1,0 +1,82 @@
+"""What the release and rollback flows share: deploying in order then the edge, a person's
+approval, and the failure report.
+
+A rollback is a deploy of earlier revisions, so both flows go through `deploy_in_order` and the
+one deploy task (start beside, health-gate, switch, drain, keep).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from prefect import get_run_logger
+from prefect.flow_runs import pause_flow_run
+
+from blocks.environment import Environment
+from domain.results import DeployResult, Revision
+from flows.forms import Approval
+from flows.report import Report
+from tasks.edge import update_edge
+from tasks.services import deploy_service
+
+
+class Rollout(NamedTuple):
+    """One service to deploy: `image` at `version`; no image leaves the service as it is."""
+
+    service: str
+    version: str
+    image: str | None
+
+
+def version_of(revision: Revision | None) -> str:
+    return revision.version if revision is not None else "nothing"
+
+
+def deploy_in_order(
+    env: Environment, rollouts: list[Rollout], report: Report, verb: str = "deploy"
+) -> list[DeployResult]:
+    """Deploy each rollout in the order given, one report row each, then check the edge (the
+    load balancer serves the new revisions; the CDN is invalidated) if anything was deployed."""
+    deployed: list[DeployResult] = []
+    for rollout in rollouts:
+        with report.step(f"{verb} {rollout.service}") as row:
+            if rollout.image is None:
+                row.result = "nothing ran before this release; left as it is"
+                continue
+            result = deploy_service(env, rollout.service, rollout.image, rollout.version)
+            deployed.append(result)
+            row.result = result.detail
+            if result.changed:
+                row.changed = f"{version_of(result.previous)} -> {rollout.version}"
+    if deployed:
+        with report.step("edge") as row:
+            edge = update_edge(env, deployed)
+            row.result = f"{edge.load_balancer}; CDN: {edge.cdn}"
+    return deployed
+
+
+def approve(
+    form: type[Approval], description: str, report: Report, timeout: int, step: str
+) -> str | None:
+    """Pause until a person answers `form` in the Prefect UI; why it was rejected, or None."""
+    with report.step(step) as row:
+        get_run_logger().info(f"waiting for {step} in the Prefect UI:\n{description}")
+        answer = pause_flow_run(
+            wait_for_input=form.with_initial_data(description=description), timeout=timeout
+        )
+        why = f": {answer.comment}" if answer.comment else ""
+        row.result = ("approved" if answer.approved else "rejected") + why
+    return None if answer.approved else f"rejected in the {step} step{why}; nothing changed"
+
+
+def failure_message(exc: BaseException) -> str:
+    """What a failed run says about its failure (in the record, the events and the report)."""
+    return str(exc)[:1000] or type(exc).__name__
+
+
+def report_failure(report: Report, exc: BaseException) -> str:
+    """Log the failure and publish the failed run's report; returns the message (for events)."""
+    message = failure_message(exc)
+    get_run_logger().error(f"{report.title} failed: {message}")
+    report.publish(f"failed: {message.splitlines()[0]}")
+    return message

@@ -1,0 +1,76 @@
+"""The Docker host's blocks: the target (engine, registry, HAProxy, backups) and its database.
+
+A block owns its clients' settings; `DockerHostRuntime` (runtime.py) is what the tasks call.
+"""
+
+from __future__ import annotations
+
+from prefect.blocks.core import Block
+from prefect_docker import DockerHost, DockerRegistryCredentials
+from pydantic import Field, SecretStr
+
+
+class PostgresConnection(Block):
+    """Connection to the application's PostgreSQL database.
+
+    Example:
+        ```python
+        from targets.docker_host.blocks import PostgresConnection
+        db = PostgresConnection.load("local-database")
+        ```
+    """
+
+    _block_type_name = "Flowmasters Postgres Connection"
+    _description = "Connection to the Flow Masters application database; the password is a secret."
+
+    host: str = Field(default="127.0.0.1", description="Database host.")
+    port: int = Field(default=5432, description="Database port.")
+    database: str = Field(description="Database name.")
+    username: str = Field(description="Role the application and the migrations log in as.")
+    password: SecretStr = Field(description="Password of that role.")
+
+    def libpq_env(self) -> dict[str, str]:
+        """The PG* variables for psql, pg_dump and the app; the only place the secret is unwrapped."""
+        return {
+            "PGHOST": self.host,
+            "PGPORT": str(self.port),
+            "PGDATABASE": self.database,
+            "PGUSER": self.username,
+            "PGPASSWORD": self.password.get_secret_value(),
+            "PGCONNECT_TIMEOUT": "5",
+        }
+
+    def describe(self) -> str:
+        """Where the database is, without the secret (for messages and reports)."""
+        return f"postgresql://{self.username}@{self.host}:{self.port}/{self.database}"
+
+
+class DockerHostTarget(Block):
+    """A single Docker host: engine, registry, PostgreSQL and an HAProxy load balancer.
+
+    Each service gets two slots (ports `port_base + 2*i` and `+1`, `i` its position by deploy
+    order); a release starts the new version on the idle slot and HAProxy's runtime API moves
+    traffic to it.
+
+    Example:
+        ```python
+        from targets.docker_host.blocks import DockerHostTarget
+        target = DockerHostTarget.load("local-docker-host")
+        ```
+    """
+
+    _block_type_name = "Flowmasters Docker Host Target"
+    _description = "A single Docker host with a registry, PostgreSQL and HAProxy, all on loopback."
+
+    docker_host: DockerHost = Field(description="The Docker engine that builds and runs images.")
+    registry: str = Field(default="127.0.0.1:5000", description="Registry host:port for images.")
+    registry_credentials: DockerRegistryCredentials | None = Field(
+        default=None, description="Login for the registry, if it requires one."
+    )
+    database: PostgresConnection = Field(description="The environment's application database.")
+    proxy_admin_socket: str = Field(description="HAProxy runtime API (admin) socket path.")
+    proxy_config_dir: str = Field(description="HAProxy conf.d folder for this environment's file.")
+    proxy_pidfile: str = Field(description="HAProxy master PID file, to reload on a new config.")
+    backup_dir: str = Field(description="Folder for the pre-migration database dumps.")
+    port_base: int = Field(ge=1024, le=65000, description="First of the service slot ports.")
+    keep_revisions: int = Field(default=3, ge=2, description="Stopped containers kept per service.")

@@ -1,0 +1,376 @@
+"""The Docker-host runtime: what the tasks call when an environment's target is a Docker host.
+
+Deploy = start the new version on the idle slot beside the live one, wait until it answers its
+health check, switch HAProxy to it, drain and stop the old container, and keep it (stopped) for
+rollback. Given an older image, the same function is the rollback.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+import docker
+import docker.errors
+from docker.models.containers import Container
+
+from domain.environment import EnvironmentSpec
+from domain.errors import ReleaseError
+from domain.results import (
+    Backup,
+    BuildSpec,
+    BuiltImage,
+    DeployResult,
+    EdgeResult,
+    Finding,
+    InfrastructureChange,
+    InfrastructureReport,
+    PushedImage,
+    Revision,
+)
+from domain.services import ServiceSpec
+from targets import images, migrations, verify
+from targets.docker_host import containers, database, proxy
+from targets.docker_host.blocks import DockerHostTarget
+from targets.docker_host.registry import RegistryClient
+from targets.runlog import run_logger
+
+START_HINT = "start the local stack with `scripts/stack.sh up`"
+
+
+def _logger() -> logging.Logger | logging.LoggerAdapter:
+    return run_logger("flowmasters.docker_host")
+
+
+class DockerHostRuntime(migrations.OneOffMigrations):
+    name = "docker-host"
+
+    def __init__(self, block: DockerHostTarget, environment: EnvironmentSpec):
+        self.block = block
+        self.env = environment
+        creds = block.registry_credentials
+        self.registry = RegistryClient(
+            block.registry,
+            auth=(creds.username, creds.password.get_secret_value()) if creds else None,
+        )
+        self.admin = proxy.HaproxyAdmin(block.proxy_admin_socket, log=lambda m: _logger().info(m))
+        self.routes = {
+            service.name: proxy.ServiceRoute(
+                service=service.name,
+                public_port=proxy.public_port(service.public_url),
+                slot_ports=(block.port_base + 2 * i, block.port_base + 2 * i + 1),
+                health_path=service.lb_check_path or service.health_path,
+            )
+            for i, service in enumerate(environment.ordered())
+        }
+
+    # -- connections -------------------------------------------------------------------------
+
+    def _engine(self) -> AbstractContextManager[docker.DockerClient]:
+        return images.engine(self.block.docker_host, START_HINT)
+
+    def _auth(self) -> dict[str, str] | None:
+        creds = self.block.registry_credentials
+        if creds is None:
+            return None
+        return {"username": creds.username, "password": creds.password.get_secret_value()}
+
+    def _backend(self, service: str) -> str:
+        return proxy.backend_name(self.env.name, service)
+
+    def _repository(self, service: str) -> str:
+        return f"{self.block.registry}/{self.env.service(service).repository}"
+
+    # -- step 1: verify and provision ----------------------------------------------------------
+
+    def verify(self) -> InfrastructureReport:
+        probes: list[verify.Probe] = [
+            ("docker engine", self._check_docker),
+            ("registry", self._check_registry),
+            ("database", lambda: database.check_database(self.block.database)),
+            ("load balancer", lambda: self.admin.command("show info").split("\n")[1]),
+            (
+                "ports",
+                lambda: proxy.check_ports(list(self.routes.values()), proxy.ephemeral_range()),
+            ),
+        ]
+        base = self.env.build_args.get("BASE_IMAGE")
+        if base:
+            probes.append(("base image", lambda: self._check_image(base)))
+        return verify.inspect(self.name, self.env.name, probes)
+
+    def _check_docker(self) -> str:
+        with self._engine() as client:
+            try:
+                version = client.version()["Version"]
+            except docker.errors.DockerException as exc:
+                raise images.engine_error(self.block.docker_host, exc, START_HINT) from exc
+        return f"Docker Engine {version} at {self.block.docker_host.base_url}"
+
+    def _check_registry(self) -> str:
+        self.registry.ping()
+        return f"registry at {self.block.registry}"
+
+    def _check_image(self, ref: str) -> str:
+        with self._engine() as client:
+            try:
+                client.images.get(ref)
+            except docker.errors.ImageNotFound as exc:
+                raise ReleaseError(
+                    f"base image {ref} is not in the engine and cannot be pulled here; "
+                    "`scripts/stack.sh up` builds it"
+                ) from exc
+        return f"{ref} present"
+
+    def _proxy_config(self) -> str:
+        states = self.admin.states()
+        live = {name: proxy.live_slot(states, self._backend(name)) for name in self.routes}
+        return proxy.render_config(self.env.name, list(self.routes.values()), live)
+
+    def _ports(self) -> str:
+        return ", ".join(f"{n} on 127.0.0.1:{r.public_port}" for n, r in self.routes.items())
+
+    def plan_infrastructure(self) -> InfrastructureChange:
+        """The one thing this target provisions: the environment's HAProxy frontends and
+        backends. A change is a new environment, or new ports or check paths."""
+        path = Path(self.block.proxy_config_dir) / f"{self.env.name}.cfg"
+        if path.is_file() and path.read_text() == self._proxy_config():
+            return InfrastructureChange(target=self.name, summary="load balancer config up to date")
+        action = "update" if path.is_file() else "add"
+        return InfrastructureChange(
+            target=self.name,
+            kind="config",
+            summary=f"HAProxy: {action} {path.name} ({self._ports()}) and reload",
+            changes=1,
+        )
+
+    def provision(self, change: InfrastructureChange) -> InfrastructureReport:
+        """Make sure HAProxy has this environment's frontends and backends (reload only if new)."""
+        changed = self._write_proxy_config()
+        if changed:  # rare, so a reload is fine
+            proxy.reload(self.block.proxy_config_dir, self.block.proxy_pidfile)
+            self.admin.wait_for(
+                f"the backends of '{self.env.name}' are loaded",
+                lambda s: all((self._backend(n), "slot0") in s for n in self.routes),
+                timeout=30,
+            )
+        return InfrastructureReport(
+            target=self.name,
+            findings=(Finding(component="load balancer", ok=True, detail=self._ports()),),
+            changed=("load balancer config",) if changed else (),
+        )
+
+    def discard_infrastructure_change(self, change: InfrastructureChange) -> None:
+        """Nothing was written while the change waited: nothing to discard."""
+
+    def _write_proxy_config(self) -> bool:
+        """The environment's HAProxy file with each service's live slot; True when it changed."""
+        return proxy.write_config(self.block.proxy_config_dir, self.env.name, self._proxy_config())
+
+    # -- steps 2-3: images ---------------------------------------------------------------------
+
+    def build_image(self, build: BuildSpec) -> BuiltImage:
+        with self._engine() as client:
+            return images.build(client, build, f"{self._repository(build.service)}:{build.version}")
+
+    def push_image(self, image: BuiltImage) -> PushedImage:
+        repository = self.env.service(image.service).repository
+
+        def push() -> None:
+            with self._engine() as client:
+                images.push_through(
+                    client, image.image_id, self._repository(image.service), image.version,
+                    self._auth(),
+                )  # fmt: skip
+
+        return images.push_once(
+            image,
+            self._repository(image.service),
+            lambda: self.registry.manifest(repository, image.version),
+            push,
+        )
+
+    def image_exists(self, service: str, tag: str) -> bool:
+        return self.registry.manifest(self.env.service(service).repository, tag) is not None
+
+    def image_reference(self, service: str, tag: str) -> str:
+        """The image of `service` at version `tag`, refusing versions the registry does not hold."""
+        if not self.image_exists(service, tag):
+            raise ReleaseError(
+                f"the registry {self.block.registry} has no {service} image for version {tag!r}: "
+                "name a version that was released before"
+            )
+        return f"{self._repository(service)}:{tag}"
+
+    # -- step 4: database ----------------------------------------------------------------------
+
+    def backup_database(self, backup_id: str) -> Backup:
+        path = Path(self.block.backup_dir) / self.env.name / f"{backup_id}.dump"
+        entries = database.dump(self.block.database, path)
+        return Backup(
+            backup_id=backup_id,
+            location=str(path),
+            size_bytes=path.stat().st_size,
+            detail=f"pg_dump custom format, {entries} entries, readable by pg_restore",
+        )
+
+    def restore_database(self, backup: Backup) -> None:
+        database.restore(self.block.database, Path(backup.location))
+
+    def _run_once(
+        self, owner: ServiceSpec, image: str, command: list[str]
+    ) -> migrations.CommandRun:
+        """`command` in a one-off container of `image`, with the database connection."""
+        with self._engine() as client:
+            self._ensure_image(client, image)
+            code, out, err = containers.run_once(
+                client,
+                image,
+                command,
+                self.block.database.libpq_env(),
+                timeout=900,
+                name_labels={
+                    "flowmasters.environment": self.env.name,
+                    "flowmasters.one-off": "migrate",
+                },
+            )
+        return migrations.CommandRun(code, tuple(out.splitlines()), tuple(err.splitlines()))
+
+    # -- steps 5-6: services -------------------------------------------------------------------
+
+    def live_revision(self, service: str) -> Revision | None:
+        slot = proxy.live_slot(self.admin.states(), self._backend(service))
+        if slot is None:
+            return None
+        with self._engine() as client:
+            running = [
+                c
+                for c in containers.find(client, self.env.name, service, slot)
+                if c.status == "running"
+            ]
+            return self._revision(running[0]) if running else None
+
+    @staticmethod
+    def _revision(container: Container) -> Revision:
+        label = container.labels
+        return Revision(
+            service=label["flowmasters.service"],
+            version=label["flowmasters.version"],
+            image=container.attrs["Config"]["Image"],
+            image_id=container.image.id,
+            revision_id=container.id[:12],
+        )
+
+    def deploy_service(self, service: str, image: str, version: str) -> DeployResult:
+        backend = self._backend(service)
+        live = proxy.live_slot(self.admin.states(), backend)
+        previous = self.live_revision(service)
+        with self._engine() as client:
+            if previous is not None and previous.image_id == self._ensure_image(client, image):
+                return DeployResult.unchanged(previous, f"{version} already live; nothing changed")
+            new_slot = 1 if live == 0 else 0
+            container = self._start_healthy(
+                client, self.env.service(service), image, version, new_slot
+            )
+            _logger().info(f"{service} {version}: healthy; switching traffic to slot{new_slot}")
+            self.admin.switch(backend, new_slot, live)
+            self._write_proxy_config()
+            self._retire(client, service, live)
+            container.reload()
+            current = self._revision(container)
+        return DeployResult(
+            service=service,
+            changed=True,
+            previous=previous,
+            current=current,
+            detail=f"slot{new_slot} live; previous {'kept stopped' if previous else 'none'}",
+        )
+
+    def _start_healthy(
+        self, client: docker.DockerClient, spec: ServiceSpec, image: str, version: str, slot: int
+    ) -> Container:
+        """Start `image` on the idle `slot` and wait for its health; remove it if it never is."""
+        port = self.routes[spec.name].slot_ports[slot]
+        name = containers.container_name(self.env.name, spec.name, version, slot)
+        self._clear_slot(client, spec.name, slot, name)
+        env = {**spec.env, "PORT": str(port)}
+        if spec.uses_database:
+            env.update(self.block.database.libpq_env())
+        container = client.containers.run(
+            image,
+            name=name,
+            detach=True,
+            network_mode="host",
+            environment=env,
+            labels=containers.labels(self.env.name, spec.name, version, slot),
+            restart_policy={"Name": "unless-stopped"},
+        )
+        _logger().info(f"{spec.name} {version}: started {name} on port {port}")
+        url = f"http://127.0.0.1:{port}{spec.health_path}"
+        try:
+            containers.wait_healthy(container, url, spec.health_timeout_seconds, _logger().info)
+        except ReleaseError:
+            container.remove(force=True)
+            raise
+        return container
+
+    def _retire(self, client: docker.DockerClient, service: str, slot: int | None) -> None:
+        """Stop what ran on the old slot (kept for rollback), then prune beyond keep_revisions."""
+        if slot is not None:
+            for old in containers.find(client, self.env.name, service, slot):
+                if old.status == "running":
+                    old.stop(timeout=10)
+        self._prune(client, service)
+
+    def _ensure_image(self, client: docker.DockerClient, image: str) -> str:
+        try:
+            return client.images.get(image).id
+        except docker.errors.ImageNotFound:
+            pass
+        try:
+            return client.images.pull(image, auth_config=self._auth()).id
+        except docker.errors.APIError as exc:
+            raise ReleaseError(
+                f"image {image} is neither in the engine nor in the registry"
+            ) from exc
+
+    def _clear_slot(self, client: docker.DockerClient, service: str, slot: int, name: str) -> None:
+        """Free the idle slot: stop what a crashed deploy left running there (it takes no
+        traffic), and remove a kept container of the same name (the same version on the same
+        slot, e.g. in a rollback), which is recreated from its image."""
+        for leftover in containers.find(client, self.env.name, service, slot):
+            if leftover.status == "running":
+                _logger().warning(f"stopping {leftover.name}: it ran on the idle slot{slot}")
+                leftover.stop(timeout=10)
+            if leftover.name == name:
+                leftover.remove(force=True)
+
+    def _prune(self, client: docker.DockerClient, service: str) -> None:
+        found = containers.find(client, self.env.name, service)
+        kept = [
+            containers.KeptContainer(
+                id=c.id, created=c.attrs["Created"], running=c.status == "running"
+            )
+            for c in found
+        ]
+        for container_id in containers.to_prune(kept, self.block.keep_revisions):
+            client.containers.get(container_id).remove(force=True)
+
+    # -- step 7: edge --------------------------------------------------------------------------
+
+    def update_edge(self, deployed: list[DeployResult]) -> EdgeResult:
+        states = self.admin.states()
+        routes = []
+        for name in self.routes:
+            backend = self._backend(name)
+            slot = proxy.live_slot(states, backend)
+            status = states[(backend, proxy.server_name(slot))].status if slot is not None else "-"
+            if slot is None or status != "UP":
+                raise ReleaseError(f"load balancer: {name} has no healthy live server ({status})")
+            routes.append(f"{name} -> slot{slot} ({status})")
+        return EdgeResult(
+            load_balancer="HAProxy: " + ", ".join(routes),
+            cdn="none: the Docker-host target has no CDN, so there is nothing to invalidate",
+            changed=any(d.changed for d in deployed),
+        )

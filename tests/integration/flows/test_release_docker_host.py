@@ -1,0 +1,190 @@
+"""Releases of the sample app to a real Docker-host environment, in the order a team would do them.
+
+The tests of this module share one environment and run in file order: each starts from what the
+previous one left (v1, then v2 with a migration, ...).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.variables import Variable
+
+from benchmarks.load import SteadyLoad
+from deployments.register import load_description
+from flows import events
+from flows.release import release
+from tasks.records import variable_name
+from tests.integration.conftest import TestEnvironment, read_events, run_texts, task_states
+from tests.support.block_reads import count_block_reads
+
+MIGRATION_2 = "ALTER TABLE pages ADD COLUMN summary text NOT NULL DEFAULT '';\n"
+MIGRATION_2_DOWN = "ALTER TABLE pages DROP COLUMN summary;\n"
+
+
+def run(env: TestEnvironment, version: str, **build_args: str):
+    state = release(env.name, version, str(env.source), build_args, return_state=True)
+    env.runs.append(state.state_details.flow_run_id)
+    return state, state.state_details.flow_run_id
+
+
+def serving(env: TestEnvironment) -> tuple[str, str, int]:
+    """(frontend version, backend version as the frontend sees it, schema version)."""
+    body = httpx.get(env.url("frontend") + "/api/backend", timeout=5).json()
+    return body["frontend_version"], body["backend"]["version"], body["backend"]["schema_version"]
+
+
+def test_dry_run_publishes_the_plan_and_changes_nothing(environment: TestEnvironment):
+    result = release(environment.name, "v1", str(environment.source), dry_run=True)
+
+    assert result["status"] == "dry-run"
+    plan = result["plan"]
+    assert [(s["service"], s["current"], s["next"], s["to_build"]) for s in plan["services"]] == [
+        ("backend", "nothing", "v1", True),
+        ("frontend", "nothing", "v1", True),
+    ]
+    assert plan["pending_migrations"] == [1]
+    assert environment.containers() == []
+    assert Variable.get(variable_name(environment.name), default=None) is None
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(environment.url("frontend") + "/", timeout=2).raise_for_status()
+
+
+def test_first_release_to_an_empty_environment(environment: TestEnvironment, monkeypatch):
+    reads = count_block_reads(monkeypatch)
+
+    state, _ = run(environment, "v1")
+
+    assert state.is_completed(), state.message
+    # One read of the environment (its target's blocks come nested in it), though this release
+    # also provisioned the environment's load balancer.
+    assert reads == {"flowmasters-environment": 1}
+    assert serving(environment) == ("v1", "v1", 1)
+    record = environment.record()
+    assert record.status == "succeeded"
+    assert record.previous == {"backend": None, "frontend": None}
+    backup = Path(record.backup.location)
+    assert backup.is_file() and oct(backup.stat().st_mode)[-3:] == "600"
+    listing = subprocess.run(
+        ["pg_restore", "--list", str(backup)], capture_output=True, check=False
+    )
+    assert listing.returncode == 0
+    with get_client(sync_client=True) as client:
+        provisioned = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=[f"provision-{environment.name}"])
+            )
+        )
+    assert provisioned and "load balancer config" in provisioned[0].data
+
+
+def test_release_with_a_migration_drops_no_request(environment: TestEnvironment):
+    migrations = environment.source / "backend" / "migrations"
+    (migrations / "0002_page_summary.up.sql").write_text(MIGRATION_2)
+    (migrations / "0002_page_summary.down.sql").write_text(MIGRATION_2_DOWN)
+
+    with SteadyLoad(environment.url("frontend") + "/api/backend", rate=25) as load:
+        state, _ = run(environment, "v2")
+
+    assert state.is_completed(), state.message
+    result = load.result
+    assert result.failures == [], f"{len(result.failures)} of {result.total} requests failed"
+    assert result.rate >= 20, f"load was only {result.rate:.1f} requests/s"
+    assert serving(environment) == ("v2", "v2", 2)
+    record = environment.record()
+    assert {k: v.version for k, v in record.previous.items()} == {"backend": "v1", "frontend": "v1"}
+    assert (record.schema_before, record.schema_after) == (1, 2)
+    kept = environment.containers(version="v1")
+    assert len(kept) == 2 and {c.status for c in kept} == {"exited"}, "v1 is kept for rollback"
+
+
+def test_same_release_again_builds_pushes_and_backs_up_nothing(environment: TestEnvironment):
+    before = {c.id for c in environment.containers() if c.status == "running"}
+    release_id = environment.record().release_id
+
+    state, flow_run_id = run(environment, "v2")
+
+    assert state.is_completed(), state.message
+    states = task_states(flow_run_id)
+    reused = {
+        name: states[name] for name in states if name.startswith(("build-", "push-", "backup-"))
+    }
+    assert reused == {
+        "build-backend": "Cached",
+        "build-frontend": "Cached",
+        "push-backend": "Cached",
+        "push-frontend": "Cached",
+        next(n for n in states if n.startswith("backup-")): "Cached",
+    }
+    assert {c.id for c in environment.containers() if c.status == "running"} == before
+    assert environment.record().release_id == release_id
+    assert serving(environment) == ("v2", "v2", 2)
+
+
+def test_failing_migration_stops_the_release_and_v2_keeps_serving(environment: TestEnvironment):
+    migrations = environment.source / "backend" / "migrations"
+    bad = migrations / "0003_broken.up.sql"
+    bad.write_text("ALTER TABLE no_such_table ADD COLUMN x int;\n")
+    (migrations / "0003_broken.down.sql").write_text("SELECT 1;\n")
+    try:
+        state, _ = run(environment, "v3")
+    finally:
+        bad.unlink()
+        (migrations / "0003_broken.down.sql").unlink()
+
+    assert state.is_failed()
+    assert "0003_broken" in state.message and "no_such_table" in state.message
+    assert serving(environment) == ("v2", "v2", 2)
+    assert not environment.containers(version="v3"), "no v3 container was started"
+
+
+def test_missing_dockerfile_is_named_and_nothing_changes(environment: TestEnvironment):
+    dockerfile = environment.source / "frontend" / "Dockerfile"
+    saved = dockerfile.read_text()
+    dockerfile.unlink()
+    try:
+        state, _ = run(environment, "v4")
+    finally:
+        dockerfile.write_text(saved)
+
+    assert state.is_failed()
+    assert "no Dockerfile at" in state.message and "frontend" in state.message
+    assert serving(environment) == ("v2", "v2", 2)
+
+
+def test_version_failing_its_checks_ends_failed_and_emits_checks_failed(
+    environment: TestEnvironment,
+):
+    # Health answers 200 for 5 s after start (the deploy gate passes), then 500: the smoke checks,
+    # which probe for a window, must catch it.
+    state, _ = run(environment, "v5-broken", BREAK_AFTER_SECONDS="5")
+
+    assert state.is_failed()
+    assert "smoke checks failed for v5-broken" in state.message
+    assert environment.record().status == "checks_failed"
+    found = read_events(
+        "flowmasters.release.",
+        f"flowmasters.environment.{environment.name}",
+        expect=events.CHECKS_FAILED,
+    )
+    checks_failed = [e for e in found if e["event"] == events.CHECKS_FAILED]
+    assert checks_failed, f"no checks-failed event among {[e['event'] for e in found]}"
+    assert checks_failed[0]["resource"]["version"] == "v5-broken"
+    assert checks_failed[0]["resource"]["environment"] == environment.name
+
+
+def test_no_secret_in_logs_artifacts_or_the_record(environment: TestEnvironment):
+    password_file = Path(load_description("local")["target"]["database"]["password_file"])
+    password = password_file.read_text().strip()
+    assert len(environment.runs) >= 5
+
+    texts = run_texts(environment.runs)
+
+    assert len(texts) > 50, "the runs' logs and artifacts were read"
+    assert not [t for t in texts if password in t]
+    assert password not in environment.record().model_dump_json()

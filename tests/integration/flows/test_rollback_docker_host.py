@@ -1,0 +1,66 @@
+"""Rollback on a real Docker-host environment: services back, migrations down, under load."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+from benchmarks.load import SteadyLoad
+from flows.release import release
+from flows.rollback import rollback
+from tests.integration.flows.test_release_docker_host import MIGRATION_2, MIGRATION_2_DOWN, serving
+
+
+def test_rollback_with_migrate_down_returns_code_and_schema(environment):
+    assert release(
+        environment.name, "v1", str(environment.source), return_state=True
+    ).is_completed()
+    migrations = environment.source / "backend" / "migrations"
+    (migrations / "0002_page_summary.up.sql").write_text(MIGRATION_2)
+    (migrations / "0002_page_summary.down.sql").write_text(MIGRATION_2_DOWN)
+    assert release(
+        environment.name, "v2", str(environment.source), return_state=True
+    ).is_completed()
+    assert serving(environment) == ("v2", "v2", 2)
+
+    with SteadyLoad(environment.url("frontend") + "/api/backend", rate=25) as load:
+        result = rollback(environment.name, migrate_down=True, reason="test")
+
+    assert result["status"] == "rolled back"
+    assert load.result.failures == [], load.result.failures[:3]
+    assert load.result.rate >= 20
+    # The backend caches its schema version for 1 s (examples/flowmasters): allow it to expire.
+    deadline = time.monotonic() + 5
+    while serving(environment) != ("v1", "v1", 1) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert serving(environment) == ("v1", "v1", 1)
+    assert environment.record().status == "rolled_back"
+    running = {
+        c.labels["flowmasters.version"] for c in environment.containers() if c.status == "running"
+    }
+    assert running == {"v1"}
+
+
+def test_rollback_again_changes_nothing_and_says_so(environment):
+    before = {c.id for c in environment.containers() if c.status == "running"}
+
+    state = rollback(environment.name, return_state=True)
+
+    assert state.is_completed() and "already rolled back" in state.message
+    assert {c.id for c in environment.containers() if c.status == "running"} == before
+
+
+def test_release_from_a_git_repository_takes_its_commit_as_version(environment, tmp_path):
+    repo = tmp_path / "app"
+    subprocess.run(["cp", "-r", str(environment.source), str(repo)], check=True)
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "app"], check=True)
+    sha = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+
+    result = release(environment.name, source=".", git_repository=str(repo), git_ref="main")
+
+    version = sha.stdout.strip()[:12]
+    assert result["version"] == version
+    assert serving(environment)[:2] == (version, version)

@@ -1,0 +1,163 @@
+"""Scratch environments: throwaway copies of `local` for the integration and e2e tests and the
+benchmarks (test scaffolding, not part of the product).
+
+A scratch environment gets its own database, loopback ports, image repositories, HAProxy
+frontends and blocks, all named after it, and `remove_environment` deletes every one of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+from prefect.client.orchestration import get_client
+from prefect.exceptions import ObjectNotFound
+from prefect.variables import Variable
+
+from deployments.register import expand, load_description, register_environment
+from flows.lock import lock_name
+from targets.docker_host import proxy
+from tasks.records import variable_name
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def stack_dir() -> Path:
+    return Path(os.environ.get("FM_STACK_DIR", "/var/lib/flowmasters"))
+
+
+def free_port_block(size: int) -> int:
+    """The first of `size` consecutive free loopback ports, below the kernel's ephemeral range
+    (an outgoing connection may hold any port in it at random)."""
+    low, _ = proxy.ephemeral_range()
+    for _ in range(200):
+        base = 20000 + (uuid.uuid4().int % (low - 20000 - size))
+        try:
+            socks = []
+            for port in range(base, base + size):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free port block")
+
+
+def app_psql(sql: str) -> None:
+    """Run SQL as the app role (it may create databases): what a test environment needs."""
+    db = load_description("local")["target"]["database"]
+    env = {
+        **os.environ,
+        "PGHOST": db["host"],
+        "PGPORT": str(db["port"]),
+        "PGUSER": db["username"],
+        "PGDATABASE": db["database"],
+        "PGPASSWORD": Path(db["password_file"]).read_text().strip(),
+    }
+    subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql], env=env, check=True)
+
+
+def make_description(name: str, database: str, **overrides: Any) -> dict[str, Any]:
+    description = load_description("local")
+    base = free_port_block(6)
+    description["target"]["port_base"] = base + 2
+    description["target"]["database"]["database"] = database
+    backend_url, frontend_url = f"http://127.0.0.1:{base}", f"http://127.0.0.1:{base + 1}"
+    for service in description["services"]:
+        service["repository"] = f"{name}/{service['name']}"
+        service["public_url"] = backend_url if service["name"] == "backend" else frontend_url
+        if service["name"] == "frontend":
+            service["env"] = {"BACKEND_URL": backend_url}
+    for key, value in overrides.items():
+        description["target"][key] = expand(value)
+    return description
+
+
+@dataclass
+class Scratch:
+    name: str
+    database: str
+    source: Path
+    description: dict[str, Any]
+
+
+def create_environment(prefix: str, workdir: Path) -> Scratch:
+    """A fresh environment `<prefix>-<random>` with its own database and a copy of the sample app."""
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    database = f"fm_{name.replace('-', '_')}"
+    app_psql(f"CREATE DATABASE {database}")
+    source = workdir / name / "flowmasters"
+    shutil.copytree(REPO / "examples" / "flowmasters", source)
+    description = make_description(name, database)
+    register_environment(name, description)
+    return Scratch(name=name, database=database, source=source, description=description)
+
+
+def remove_environment(name: str, database: str | None) -> None:
+    client = docker.DockerClient(base_url=os.environ["DOCKER_HOST"])
+    try:
+        for container in client.containers.list(
+            all=True, filters={"label": f"flowmasters.environment={name}"}
+        ):
+            container.remove(force=True)
+        for image in client.images.list():
+            for tag in image.tags:
+                if f"/{name}/" in tag:  # untag only: other environments may share the layers
+                    client.images.remove(tag)
+    finally:
+        client.close()
+    conf = stack_dir() / "haproxy" / "conf.d" / f"{name}.cfg"
+    if conf.exists():
+        conf.unlink()
+        proxy.reload(str(conf.parent), str(stack_dir() / "pids" / "haproxy.pid"))
+    if database:
+        app_psql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+    shutil.rmtree(stack_dir() / "backups" / name, ignore_errors=True)
+    remove_blocks(name)
+    Variable.unset(variable_name(name))
+
+
+def remove_blocks(name: str) -> None:
+    """The environment's block documents (`name`, and those its target saved as `name-*`) and
+    its lock."""
+    with get_client(sync_client=True) as client:
+        found, offset = [], 0
+        while page := client.read_block_documents(offset=offset, limit=200, include_secrets=False):
+            found += page
+            offset += len(page)
+        for doc in found:
+            if doc.name == name or (doc.name or "").startswith(f"{name}-"):
+                with contextlib.suppress(ObjectNotFound):
+                    client.delete_block_document(doc.id)
+        with contextlib.suppress(ObjectNotFound):
+            client.delete_global_concurrency_limit_by_name(lock_name(name))
+
+
+def remove_leftovers(prefixes: tuple[str, ...] = ("it-", "e2e-", "bench-")) -> list[str]:
+    """Remove scratch environments a killed run left behind (found by container label and by
+    HAProxy file); returns their names. Only names with these prefixes are ever touched."""
+    names = {p.stem for p in (stack_dir() / "haproxy" / "conf.d").glob("*.cfg")}
+    client = docker.DockerClient(base_url=os.environ["DOCKER_HOST"])
+    try:
+        for container in client.containers.list(
+            all=True, filters={"label": "flowmasters.environment"}
+        ):
+            names.add(container.labels["flowmasters.environment"])
+    finally:
+        client.close()
+    leftovers = sorted(n for n in names if n.startswith(prefixes))
+    for name in leftovers:
+        remove_environment(name, f"fm_{name.replace('-', '_')}")
+    return leftovers

@@ -1,0 +1,184 @@
+from datetime import UTC, datetime
+
+import pytest
+
+from domain.records import (
+    ReleaseRecord,
+    image_refs,
+    rollback_targets,
+    start_record,
+    why_nothing_to_do,
+)
+from domain.results import Backup, PushedImage, Revision
+
+EARLIER = datetime(2024, 5, 1, 9, 0, 0, tzinfo=UTC)
+NOW = datetime(2024, 5, 1, 10, 20, 30, tzinfo=UTC)
+IMAGES = {
+    "backend": "127.0.0.1:5000/flowmasters/backend:1.2.0@sha256:aaa",
+    "frontend": "127.0.0.1:5000/flowmasters/frontend:1.2.0@sha256:bbb",
+}
+
+
+def revision(service, version):
+    return Revision(
+        service=service,
+        version=version,
+        image=f"127.0.0.1:5000/flowmasters/{service}:{version}",
+        image_id=f"sha256:{service}-{version}",
+        revision_id=f"container-{service}-{version}",
+    )
+
+
+BEFORE_RELEASE = {"backend": revision("backend", "1.1.0"), "frontend": None}
+HALF_RELEASED = {"backend": revision("backend", "1.2.0"), "frontend": None}
+BACKUP = Backup(backup_id="staging-1.2.0", location="/backups/x.dump", size_bytes=10, detail="ok")
+
+
+def latest(status="failed", version="1.2.0", images=IMAGES):
+    return ReleaseRecord(
+        release_id="staging-1.2.0-20240501090000",
+        environment="staging",
+        version=version,
+        status=status,
+        changed_environment=True,
+        flow_run_id="run-1",
+        started_at=EARLIER,
+        updated_at=EARLIER,
+        images=images,
+        previous=BEFORE_RELEASE,
+        schema_before=3,
+        schema_after=4,
+        backup=BACKUP,
+        error="migration 0004 failed",
+    )
+
+
+def start(latest_record, version="1.2.0", images=IMAGES, environment="staging"):
+    return start_record(
+        latest=latest_record,
+        environment=environment,
+        version=version,
+        images=images,
+        previous=HALF_RELEASED,
+        schema_before=4,
+        now=NOW,
+        flow_run_id="run-2",
+    )
+
+
+class TestStartRecord:
+    @pytest.mark.parametrize("status", ["started", "failed", "checks_failed", "succeeded"])
+    def test_rerun_of_same_release_continues_the_latest_record(self, status):
+        record = start(latest(status=status))
+
+        assert record.release_id == "staging-1.2.0-20240501090000"
+        assert record.previous == BEFORE_RELEASE
+        assert record.backup == BACKUP
+        assert record.schema_before == 3
+        assert record.started_at == EARLIER
+        assert record.status == "started"
+        assert record.flow_run_id == "run-2"
+        assert record.updated_at == NOW
+        assert record.error is None
+
+    @pytest.mark.parametrize(
+        ("latest_record", "version", "images", "environment"),
+        [
+            (None, "1.2.0", IMAGES, "staging"),
+            (latest(), "1.3.0", IMAGES, "staging"),
+            (latest(), "1.2.0", {**IMAGES, "backend": "r/backend:1.2.0@sha256:ccc"}, "staging"),
+            (latest(status="rolled_back"), "1.2.0", IMAGES, "staging"),
+            (latest(), "1.2.0", IMAGES, "prod"),
+        ],
+        ids=["no-latest", "other-version", "other-images", "rolled-back", "other-environment"],
+    )
+    def test_anything_else_starts_a_new_record(self, latest_record, version, images, environment):
+        record = start(latest_record, version, images, environment)
+
+        assert record == ReleaseRecord(
+            release_id=f"{environment}-{version}-20240501102030",
+            environment=environment,
+            version=version,
+            status="started",
+            changed_environment=False,
+            flow_run_id="run-2",
+            started_at=NOW,
+            updated_at=NOW,
+            images=images,
+            previous=HALF_RELEASED,
+            schema_before=4,
+            schema_after=None,
+            backup=None,
+            error=None,
+        )
+
+
+def test_image_refs_pin_each_service_to_its_digest():
+    pushed = PushedImage(
+        service="backend",
+        repository="127.0.0.1:5000/flowmasters/backend",
+        tag="1.2.0",
+        digest="sha256:aaa",
+        image_id="sha256:img",
+        pushed=True,
+    )
+
+    assert image_refs([pushed]) == {
+        "backend": "127.0.0.1:5000/flowmasters/backend:1.2.0@sha256:aaa"
+    }
+    assert image_refs([]) == {}
+
+
+class TestRollbackDecisions:
+    def test_each_service_returns_to_what_ran_before_and_a_new_one_stays(self):
+        assert rollback_targets(latest(), None, ["frontend", "backend"]) == {
+            "frontend": None,  # nothing ran before this release
+            "backend": "1.1.0",
+        }
+
+    def test_to_version_sends_every_service_there(self):
+        assert rollback_targets(latest(), "1.0.0", ["frontend", "backend"]) == {
+            "frontend": "1.0.0",
+            "backend": "1.0.0",
+        }
+
+    @pytest.mark.parametrize(
+        ("record", "release_id", "to_version", "why"),
+        [
+            (None, None, None, "no release was recorded for this environment"),
+            (
+                latest(),
+                "staging-1.1.0-20240101000000",
+                None,
+                "release staging-1.1.0-20240101000000 is no longer the latest "
+                "(staging-1.2.0-20240501090000 is): not rolling back over a newer release",
+            ),
+            (
+                latest().model_copy(update={"changed_environment": False}),
+                None,
+                None,
+                "release staging-1.2.0-20240501090000 failed before it changed anything",
+            ),
+            (
+                latest(status="rolled_back"),
+                None,
+                "1.0.0",
+                "release staging-1.2.0-20240501090000 was already rolled back",
+            ),
+        ],
+        ids=["nothing-recorded", "newer-release", "changed-nothing", "already-rolled-back"],
+    )
+    def test_why_there_is_nothing_to_do(self, record, release_id, to_version, why):
+        assert why_nothing_to_do(record, release_id, to_version) == why
+
+    @pytest.mark.parametrize(
+        ("record", "release_id", "to_version"),
+        [
+            (latest(), "staging-1.2.0-20240501090000", None),
+            (latest(), None, None),
+            (latest().model_copy(update={"changed_environment": False}), None, "1.0.0"),
+            (None, None, "1.0.0"),  # named: the flow then says no release was recorded
+        ],
+    )
+    def test_otherwise_it_goes_ahead(self, record, release_id, to_version):
+        assert why_nothing_to_do(record, release_id, to_version) is None

@@ -1,0 +1,265 @@
+import pytest
+
+from domain.errors import ReleaseError
+from targets.docker_host.proxy import (
+    ServerState,
+    ServiceRoute,
+    check_ports,
+    ephemeral_range,
+    live_slot,
+    parse_stat,
+    public_port,
+    render_config,
+)
+
+ROUTES = [
+    ServiceRoute("backend", 8081, (9100, 9101), "/api/health"),
+    ServiceRoute("frontend", 8080, (9110, 9111), "/health"),
+]
+
+
+class TestRenderConfig:
+    def test_two_services_one_live_on_slot1_and_one_not_live_yet(self):
+        text = render_config("staging", ROUTES, {"backend": 1, "frontend": None})
+
+        assert text == (
+            "# Managed by flowmasters for environment 'staging'; releases rewrite it.\n"
+            "frontend fe_staging_backend\n"
+            "    bind 127.0.0.1:8081\n"
+            "    default_backend be_staging_backend\n"
+            "backend be_staging_backend\n"
+            "    option httpchk GET /api/health\n"
+            "    http-check expect status 200\n"
+            "    server slot0 127.0.0.1:9100 check inter 1s fall 2 rise 1 disabled\n"
+            "    server slot1 127.0.0.1:9101 check inter 1s fall 2 rise 1\n"
+            "frontend fe_staging_frontend\n"
+            "    bind 127.0.0.1:8080\n"
+            "    default_backend be_staging_frontend\n"
+            "backend be_staging_frontend\n"
+            "    option httpchk GET /health\n"
+            "    http-check expect status 200\n"
+            "    server slot0 127.0.0.1:9110 check inter 1s fall 2 rise 1 disabled\n"
+            "    server slot1 127.0.0.1:9111 check inter 1s fall 2 rise 1 disabled\n"
+        )
+
+    def test_live_slot0_enables_slot0_only(self):
+        lines = render_config("prod", ROUTES[:1], {"backend": 0}).splitlines()
+
+        assert lines[-2:] == [
+            "    server slot0 127.0.0.1:9100 check inter 1s fall 2 rise 1",
+            "    server slot1 127.0.0.1:9101 check inter 1s fall 2 rise 1 disabled",
+        ]
+
+    def test_service_missing_from_live_has_both_slots_disabled(self):
+        text = render_config("prod", ROUTES[:1], {})
+
+        assert text.count(" disabled\n") == 2
+
+
+# HAProxy 2.6 `show stat` columns (the reply's first line, then one CSV row per proxy/server).
+COLUMNS = [
+    "pxname",
+    "svname",
+    "qcur",
+    "qmax",
+    "scur",
+    "smax",
+    "slim",
+    "stot",
+    "bin",
+    "bout",
+    "dreq",
+    "dresp",
+    "ereq",
+    "econ",
+    "eresp",
+    "wretr",
+    "wredis",
+    "status",
+    "weight",
+    "act",
+    "bck",
+    "chkfail",
+    "chkdown",
+    "lastchg",
+    "downtime",
+    "qlimit",
+    "pid",
+    "iid",
+    "sid",
+    "throttle",
+    "lbtot",
+    "tracked",
+    "type",
+    "rate",
+    "rate_lim",
+    "rate_max",
+    "check_status",
+    "check_code",
+    "check_duration",
+    "hrsp_1xx",
+    "hrsp_2xx",
+    "hrsp_3xx",
+    "hrsp_4xx",
+    "hrsp_5xx",
+    "hrsp_other",
+    "hanafail",
+    "req_rate",
+    "req_rate_max",
+    "req_tot",
+    "cli_abrt",
+    "srv_abrt",
+    "comp_in",
+    "comp_out",
+    "comp_byp",
+    "comp_rsp",
+    "lastsess",
+    "last_chk",
+    "last_agt",
+    "qtime",
+    "ctime",
+    "rtime",
+    "ttime",
+    "agent_status",
+    "agent_code",
+    "agent_duration",
+    "check_desc",
+    "agent_desc",
+    "check_rise",
+    "check_fall",
+    "check_health",
+    "agent_rise",
+    "agent_fall",
+    "agent_health",
+    "addr",
+    "cookie",
+    "mode",
+    "algo",
+]
+
+
+def stat_row(pxname, svname, status, scur="0", **extra):
+    values = {"pxname": pxname, "svname": svname, "status": status, "scur": scur, **extra}
+    return ",".join(values.get(column, "") for column in COLUMNS) + ","
+
+
+SHOW_STAT = "\n".join(
+    [
+        "# " + ",".join(COLUMNS) + ",",
+        stat_row("fe_staging_backend", "FRONTEND", "OPEN", scur="3", slim="262120", mode="http"),
+        stat_row("be_staging_backend", "slot0", "MAINT", stot="41", addr="127.0.0.1:9100"),
+        stat_row("be_staging_backend", "slot1", "UP", scur="3", stot="97", addr="127.0.0.1:9101"),
+        stat_row("be_staging_backend", "BACKEND", "UP", scur="3", algo="roundrobin"),
+        stat_row("fe_staging_frontend", "FRONTEND", "OPEN", mode="http"),
+        stat_row("be_staging_frontend", "slot0", "DRAIN", scur="2", check_status="L7OK"),
+        stat_row("be_staging_frontend", "slot1", "DOWN", check_status="L4CON"),
+        stat_row("be_staging_frontend", "BACKEND", "UP", scur="2"),
+        "",
+        "",
+    ]
+)
+
+
+class TestParseStat:
+    def test_servers_only_with_status_and_current_sessions(self):
+        assert parse_stat(SHOW_STAT) == {
+            ("be_staging_backend", "slot0"): ServerState(status="MAINT", sessions=0),
+            ("be_staging_backend", "slot1"): ServerState(status="UP", sessions=3),
+            ("be_staging_frontend", "slot0"): ServerState(status="DRAIN", sessions=2),
+            ("be_staging_frontend", "slot1"): ServerState(status="DOWN", sessions=0),
+        }
+
+    def test_header_only_means_no_servers(self):
+        assert parse_stat("# " + ",".join(COLUMNS) + ",\n\n") == {}
+
+
+class TestLiveSlot:
+    BACKEND = "be_staging_backend"
+
+    def states(self, slot0, slot1):
+        found = {}
+        for slot, status in ((0, slot0), (1, slot1)):
+            if status is not None:
+                found[(self.BACKEND, f"slot{slot}")] = ServerState(status=status, sessions=0)
+        return found
+
+    @pytest.mark.parametrize(
+        ("slot0", "slot1", "expected"),
+        [
+            ("MAINT", "UP", 1),
+            ("UP", "MAINT", 0),
+            ("DRAIN", "MAINT", 0),
+            ("MAINT", "DOWN", 1),
+            ("MAINT (via be_staging_backend/slot1)", "UP", 1),
+            ("UP", "UP", 0),  # mid-switch: the first one not in maintenance
+            ("MAINT", "MAINT", None),
+            (None, "UP", 1),
+        ],
+    )
+    def test_live_is_the_slot_not_in_maintenance(self, slot0, slot1, expected):
+        assert live_slot(self.states(slot0, slot1), self.BACKEND) == expected
+
+    def test_unknown_backend_has_no_live_slot(self):
+        assert live_slot(self.states("UP", "MAINT"), "be_staging_other") is None
+
+
+class TestPublicPort:
+    @pytest.mark.parametrize(
+        ("url", "port"),
+        [
+            ("http://127.0.0.1:8081", 8081),
+            ("http://127.0.0.1:8081/api/health", 8081),
+            ("http://localhost:8080/", 8080),
+        ],
+    )
+    def test_loopback_url_gives_its_port(self, url, port):
+        assert public_port(url) == port
+
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "http://app.example.invalid:8081",
+            "http://0.0.0.0:8081",
+            "http://app.example.com:80",
+            "http://127.0.0.1",
+            "http://localhost/",
+        ],
+    )
+    def test_rejects_non_loopback_or_portless_url_naming_it(self, url):
+        with pytest.raises(ReleaseError) as error:
+            public_port(url)
+
+        assert url in str(error.value)
+
+    @pytest.mark.parametrize("url", ["http://127.0.0.1:99999", "http://127.0.0.1:http"])
+    def test_rejects_invalid_port_with_release_error(self, url):
+        with pytest.raises(ReleaseError) as error:
+            public_port(url)
+
+        assert url in str(error.value)
+
+
+class TestPorts:
+    def test_ports_below_the_ephemeral_range_pass(self):
+        assert (
+            check_ports(ROUTES, (32768, 60999)) == "6 ports outside the ephemeral range 32768-60999"
+        )
+
+    def test_ports_in_the_ephemeral_range_are_named_with_what_to_do(self):
+        routes = [ServiceRoute("backend", 8081, (40000, 40001), "/api/health")]
+
+        with pytest.raises(ReleaseError) as error:
+            check_ports(routes, (32768, 60999))
+
+        assert str(error.value) == (
+            "ports 40000, 40001 are in the kernel's ephemeral range 32768-60999 "
+            "(net.ipv4.ip_local_port_range): outgoing connections take them at random, and a "
+            "service then cannot listen there; choose public URLs and a port_base below 32768"
+        )
+
+    def test_the_range_is_the_kernels(self, tmp_path):
+        setting = tmp_path / "ip_local_port_range"
+        setting.write_text("20000\t29999\n")
+
+        assert ephemeral_range(str(setting)) == (20000, 29999)
+        assert ephemeral_range(str(tmp_path / "missing")) == (32768, 60999)
