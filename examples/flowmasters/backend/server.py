@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 import pg
 from stdlite import BreakSwitch, Handler, Response, json_response, run
@@ -18,6 +20,7 @@ from stdlite import BreakSwitch, Handler, Response, json_response, run
 SERVICE = "backend"
 VERSION = os.environ.get("APP_VERSION") or "dev"
 CACHE_SECONDS = 1.0
+T = TypeVar("T")
 
 PAGES_SQL = r"""
 SELECT to_regclass('pages') IS NOT NULL AS fm_has_pages \gset
@@ -30,24 +33,27 @@ SELECT '[]';
 """
 
 
-class SchemaVersionCache:
-    """At most one psql run per CACHE_SECONDS however often health is polled.
+class Cached(Generic[T]):
+    """At most one psql run per CACHE_SECONDS however often the value is asked for.
 
-    The lock is held during the query, so concurrent health requests wait for the one refresh
-    in flight instead of each starting psql. Errors are cached as well.
+    Health is polled by the load balancer and the pipeline, and pages are read far more often
+    than they are written; without this every request would start a psql process. The lock is
+    held during the query, so concurrent requests wait for the one refresh in flight instead of
+    each starting psql. Errors are cached as well.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, fetch: Callable[[], T]) -> None:
+        self._fetch = fetch
         self._lock = threading.Lock()
         self._expires = 0.0
-        self._value: tuple[int | None, str | None] = (None, "not checked yet")
+        self._value: tuple[T | None, str | None] = (None, "not checked yet")
 
-    def get(self) -> tuple[int | None, str | None]:
-        """(schema_version, None) or (None, error message)."""
+    def get(self) -> tuple[T | None, str | None]:
+        """(value, None) or (None, error message)."""
         with self._lock:
             if time.monotonic() >= self._expires:
                 try:
-                    self._value = (max(pg.applied_versions(), default=0), None)
+                    self._value = (self._fetch(), None)
                 except pg.PsqlError as exc:
                     self._value = (None, str(exc))
                 self._expires = time.monotonic() + CACHE_SECONDS
@@ -56,7 +62,8 @@ class SchemaVersionCache:
 
 def make_handler() -> Handler:
     switch = BreakSwitch()
-    schema = SchemaVersionCache()
+    schema = Cached(lambda: max(pg.applied_versions(), default=0))
+    pages = Cached(lambda: pg.run(PAGES_SQL).strip().encode())
     identity = {"service": SERVICE, "version": VERSION}
 
     def handle(path: str) -> Response:
@@ -69,10 +76,10 @@ def make_handler() -> Handler:
                 return json_response(503, {"status": "error", **identity, "error": error})
             return json_response(200, {"status": "ok", **identity, "schema_version": version})
         if path == "/api/pages":
-            try:
-                return Response(200, pg.run(PAGES_SQL).strip().encode())
-            except pg.PsqlError as exc:
-                return json_response(503, {"status": "error", **identity, "error": str(exc)})
+            body, error = pages.get()
+            if error is not None or body is None:
+                return json_response(503, {"status": "error", **identity, "error": str(error)})
+            return Response(200, body)
         return json_response(404, {"status": "error", "error": f"no route for {path}"})
 
     return handle
