@@ -70,7 +70,7 @@ class Environment(BaseModel):
 def load_environment(name: str) -> Environment:
     """Read an environment's block (one read from the server), or say which environments exist
     and how to add one."""
-    try:
+    try:  # _sync: load() is sync-compatible, and would be a coroutine in an async context
         block = FlowmastersEnvironment.load(name, _sync=True)
     except ValueError as exc:
         if "Unable to find block document" not in str(exc):

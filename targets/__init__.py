@@ -1,1 +1,4 @@
-"""Targets: the only code that talks to Docker or AWS. `registry` maps a target block to its runtime."""
+"""Targets: the only code that talks to Docker or AWS.
+
+`registry` maps an environment's target block to its runtime.
+"""

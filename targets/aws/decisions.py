@@ -1,6 +1,7 @@
 """Pure decisions of the AWS target: plain dicts (boto3 responses) in, a verdict out.
 
-No I/O here, so each rule is unit-tested on recorded-shape responses (tests/unit/targets/aws/test_decisions.py).
+No I/O here, so each rule is unit-tested on recorded-shape responses
+(tests/unit/targets/aws/test_decisions.py).
 """
 
 from __future__ import annotations
