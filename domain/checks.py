@@ -39,10 +39,6 @@ class CheckReport(Frozen):
     rounds: int
     failures: tuple[str, ...]
 
-    @property
-    def passed(self) -> bool:
-        return not self.failures
-
 
 def field(document: Any, dotted: str) -> Any:
     """The value at a dotted path of a JSON document, or None where the path does not exist."""

@@ -3,12 +3,13 @@
     1 infrastructure  2 build  3 push  4 record, backup, migrate  5-6 deploy backend then frontend
     7 edge  8 smoke checks
 
-The environment's block is read once; every task gets the `Environment` and asks its target, so
-the flow never learns which target it runs on.
+The environment's block is read once; every task that needs the target gets the `Environment`
+and asks it for the target's runtime, so the flow never learns which target it runs on.
 """
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +22,7 @@ from prefect.states import Cancelled, State
 
 from blocks.environment import Environment, load_environment
 from domain.errors import ChecksFailed
+from domain.plan import ReleasePlan
 from domain.records import ReleaseRecord, image_refs, start_record
 from domain.results import BuildSpec, InfrastructureChange, PushedImage
 from domain.versions import Source, choose_version, combined_digest, normalize_version
@@ -32,8 +34,8 @@ from flows.steps import (
     Rollout,
     approve,
     deploy_in_order,
-    failure_message,
-    report_failure,
+    log_failure,
+    publish_failure,
     version_of,
 )
 from tasks.checks import smoke_check
@@ -45,7 +47,7 @@ from tasks.infrastructure import (
     provision_infrastructure,
     verify_infrastructure,
 )
-from tasks.plan import ReleasePlan, plan_release, render_plan
+from tasks.plan import plan_release, render_plan
 from tasks.records import read_release_record, write_release_record
 from tasks.services import read_live_revisions
 from tasks.source import resolve_source
@@ -100,7 +102,7 @@ def release(
         if rejection := approve_plan(run, plan, gate):
             return cancel(run, rejection)
         pushed = build_and_push(run, builds)  # 2, 3
-        with environment_lock(environment, wait_seconds=LOCK_WAIT_SECONDS, what="release"):
+        with run.lock():
             record_release(run, pushed)
             back_up_database(run)  # 4
             migrate_database(run, pushed)  # 4
@@ -138,6 +140,10 @@ class ReleaseRun:
 
     def title(self) -> str:
         return f"Release {self.version} to {self.env.name}"
+
+    def lock(self) -> AbstractContextManager[None]:
+        """The environment's lock: a second release is refused quickly, with a message."""
+        return environment_lock(self.env.name, wait_seconds=LOCK_WAIT_SECONDS, what="release")
 
     def start(self, **payload: Any) -> None:
         """`release.started` once, just before the first change (provisioning, else images)."""
@@ -194,14 +200,13 @@ def provision(run: ReleaseRun, change: InfrastructureChange, gate: int | None) -
     then verifying again what the release will run on. Why it was rejected, or None."""
     if change.empty:
         return None
-    if gate:
+    if gate is not None:
         step = "infrastructure approval"
         if rejection := approve(InfrastructureApproval, change.summary, run.report, gate, step):
             discard_infrastructure_change(run.env, change)
             return rejection
     run.start()
-    lock = environment_lock(run.env.name, wait_seconds=LOCK_WAIT_SECONDS, what="release")
-    with lock, run.report.step("provision") as row:
+    with run.lock(), run.report.step("provision") as row:
         provisioned = provision_infrastructure(run.env, change)
         verified = verify_infrastructure(run.env)
         row.result = "; ".join(f.detail for f in (*provisioned.findings, *verified.findings))
@@ -229,7 +234,7 @@ def make_plan(run: ReleaseRun, wanted: Wanted) -> tuple[list[BuildSpec], Release
 
 def approve_plan(run: ReleaseRun, plan: ReleasePlan, gate: int | None) -> str | None:
     """With `gate` (the approval's timeout), a person approves the plan first; why not, or None."""
-    if not gate:
+    if gate is None:
         return None
     return approve(ReleaseApproval, render_plan(plan), run.report, gate, "approval")
 
@@ -337,7 +342,7 @@ def cancel(run: ReleaseRun, rejection: str) -> State:
 
 def fail(run: ReleaseRun, exc: BaseException) -> None:
     """Record why, emit what the rollback automations listen for, and publish the report."""
-    message = failure_message(exc)
+    message = log_failure(run.updated_report(), exc)
     checks_failed = isinstance(exc, ChecksFailed)
     changed = bool(run.record and run.record.changed_environment)
     if run.record is not None:
@@ -356,7 +361,7 @@ def fail(run: ReleaseRun, exc: BaseException) -> None:
         reason=message,
         changed_environment=changed,
     )
-    report_failure(run.updated_report(), exc)
+    publish_failure(run.updated_report(), message)
 
 
 def migration_image(env: Environment, pushed: list[PushedImage]) -> str:

@@ -23,7 +23,7 @@ from flows import events
 from flows.forms import RestoreApproval
 from flows.lock import environment_lock
 from flows.report import Report
-from flows.steps import Rollout, approve, deploy_in_order, report_failure
+from flows.steps import Rollout, approve, deploy_in_order, log_failure, publish_failure
 from tasks.database import restore_database, run_migrations
 from tasks.records import read_release_record, write_release_record
 from tasks.services import resolve_image
@@ -131,13 +131,15 @@ def restore(env: Environment, record: ReleaseRecord, report: Report, timeout: in
     since it; not approved, the database stays as it is."""
     backup = record.backup
     if backup is None:
-        raise ReleaseError(f"release {record.release_id} has no backup to restore")
+        with report.step("restore backup"):
+            raise ReleaseError(f"release {record.release_id} has no backup to restore")
     taken = record.started_at.strftime("%Y-%m-%d %H:%M:%S UTC")
     warning = (
         f"Restoring **{backup.backup_id}** ({backup.location}, taken at the start of release "
         f"{record.release_id}, {taken}) replaces the whole database of **{env.name}**. "
         f"Everything written since {taken} is lost."
     )
+    get_run_logger().warning(f"a restore waits for approval: {warning}")
     if approve(RestoreApproval, warning, report, timeout, "restore approval"):
         return
     with report.step("restore backup") as row:
@@ -159,7 +161,8 @@ def succeed(
 
 
 def failed(report: Report, exc: BaseException, to_version: str | None) -> None:
-    message = report_failure(report, exc)
+    message = log_failure(report, exc)
+    publish_failure(report, message)
     events.emit(
         events.ROLLBACK_FAILED, report.environment, to_version or "previous", reason=message
     )

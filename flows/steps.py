@@ -69,14 +69,13 @@ def approve(
     return None if answer.approved else f"rejected in the {step} step{why}; nothing changed"
 
 
-def failure_message(exc: BaseException) -> str:
-    """What a failed run says about its failure (in the record, the events and the report)."""
-    return str(exc)[:1000] or type(exc).__name__
-
-
-def report_failure(report: Report, exc: BaseException) -> str:
-    """Log the failure and publish the failed run's report; returns the message (for events)."""
-    message = failure_message(exc)
+def log_failure(report: Report, exc: BaseException) -> str:
+    """Log why the run failed, first (so that nothing later can lose it); returns the message
+    the record, the events and the report carry."""
+    message = str(exc)[:1000] or type(exc).__name__
     get_run_logger().error(f"{report.title} failed: {message}")
-    report.publish(f"failed: {message.splitlines()[0]}")
     return message
+
+
+def publish_failure(report: Report, message: str) -> None:
+    report.publish(f"failed: {message.splitlines()[0]}")

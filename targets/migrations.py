@@ -61,7 +61,7 @@ def run(env: EnvironmentSpec, run_once: RunOnce, image: str, args: list[str]) ->
     if done.exit_code != 0:
         exited = done.exit_code if done.exit_code is not None else "without running"
         why = f" ({done.why})" if done.why else ""
-        tail = "\n".join((done.stderr or done.stdout)[-20:])[-2000:]
+        tail = "\n".join(done.stderr or done.stdout)[-2000:]
         raise ReleaseError(
             f"`{' '.join(args)}` migrations in {image} exited {exited}{why}; nothing after this "
             f"step ran and the previous version keeps serving. Its output:\n{tail.strip()}"

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Literal
 
 from prefect import task
-from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
+from prefect.cache_policies import NO_CACHE
 
 from blocks.environment import Environment
 from domain.results import Backup, MigrationResult, SchemaStatus
+from tasks.caching import STEP_CACHE
 from tasks.retries import RETRIES
 
 
@@ -18,12 +19,7 @@ def read_schema(env: Environment, image: str) -> SchemaStatus:
     return env.connect().schema_status(image)
 
 
-@task(
-    name="backup-database",
-    cache_policy=INPUTS + TASK_SOURCE,
-    timeout_seconds=3600,
-    **RETRIES,
-)
+@task(name="backup-database", cache_policy=STEP_CACHE, timeout_seconds=3600, **RETRIES)
 def backup_database(env: Environment, backup_id: str) -> Backup:
     """A real, readable dump kept under the release id; one per release (a re-run reuses it)."""
     return env.connect().backup_database(backup_id)

@@ -12,28 +12,12 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from blocks.environment import Environment
-from domain.frozen import Frozen
+from domain.plan import ReleasePlan, ServicePlan
 from domain.results import BuildSpec, Revision
 from targets.base import Target
 from tasks.retries import RETRIES
 
 MIGRATION_FILE = re.compile(r"^(\d+)_[^.]+\.up\.sql$")
-
-
-class ServicePlan(Frozen):
-    service: str
-    current: str
-    next: str
-    image: str
-    to_build: bool
-
-
-class ReleasePlan(Frozen):
-    environment: str
-    version: str
-    services: tuple[ServicePlan, ...]
-    pending_migrations: tuple[int, ...]
-    migrations_note: str
 
 
 def available_migrations(folder: Path) -> tuple[int, ...]:

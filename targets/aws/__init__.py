@@ -1,5 +1,5 @@
 """The AWS target: ECS services, ECR images, an RDS database, ALB and CloudFront, one stack.
 
-`target.AwsRuntime` implements `targets.base.Target`; the judgements it makes on AWS answers are
+`runtime.AwsRuntime` implements `targets.base.Target`; the judgements it makes on AWS answers are
 pure functions in `decisions` so they are tested without AWS.
 """

@@ -56,24 +56,19 @@ class Ecr:
         return next(iter(found.get("imageDetails", [])), None)
 
     def manifest(self, name: str, tag: str) -> TaggedImage | None:
-        """What `name:tag` holds: its digest and config digest (= the local image id of the
-        image pushed), or None when the repository or the tag is absent."""
-        try:
-            found = self.client.batch_get_image(
-                repositoryName=name,
-                imageIds=[{"imageTag": tag}],
-                acceptedMediaTypes=list(MANIFEST_TYPES),
-            )
-        except ClientError as exc:
-            if error_code(exc) == "RepositoryNotFoundException":
-                return None
-            raise
-        images = found.get("images", [])
-        if not images:
+        """What `name:tag` holds: its digest, and its config digest (= the local image id of the
+        image pushed; empty for an index or manifest list), or None when the tag is absent."""
+        detail = self.image(name, tag)
+        if detail is None:
             return None
-        manifest = json.loads(images[0].get("imageManifest") or "{}")
+        images = self.client.batch_get_image(
+            repositoryName=name,
+            imageIds=[{"imageTag": tag}],
+            acceptedMediaTypes=list(MANIFEST_TYPES),
+        ).get("images", [])
+        manifest = json.loads((images[0].get("imageManifest") if images else None) or "{}")
         return TaggedImage(
-            digest=images[0]["imageId"]["imageDigest"],
+            digest=detail["imageDigest"],
             config_digest=(manifest.get("config") or {}).get("digest", ""),
         )
 

@@ -44,7 +44,7 @@ from targets.aws.decisions import AwsNames, live_desired_count, resolve_names
 from targets.aws.ecr import Ecr
 from targets.aws.ecs import Ecs
 from targets.aws.rds import Rds
-from targets.aws.stack import Stack, created
+from targets.aws.stack import Stack
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ENGINE_HINT = "start it, or point the AWS target block's docker_host at one"
@@ -143,7 +143,7 @@ class AwsRuntime(migrations.OneOffMigrations):
         environment), only the account is checked: provisioning creates the rest."""
         probes: list[verify.Probe] = [
             ("aws account", lambda: sts.caller(self._client("sts"))),
-            ("stack", self._check_stack),
+            ("stack", lambda: self.stack.verify()),
         ]
         if self.stack.exists() or self.names.cluster:
             probes += self._resource_probes()
@@ -175,12 +175,6 @@ class AwsRuntime(migrations.OneOffMigrations):
                 ("cdn", lambda: cloudfront.describe_distribution(self._client("cloudfront"), dist))
             )
         return probes
-
-    def _check_stack(self) -> str:
-        stack = self.stack.describe()
-        if not created(stack):
-            return f"stack {self.block.stack_name} does not exist yet: provisioning creates it"
-        return f"stack {self.block.stack_name} {stack['StackStatus']}"
 
     @translated("provision")
     def plan_infrastructure(self) -> InfrastructureChange:

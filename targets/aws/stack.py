@@ -61,6 +61,14 @@ class Stack:
         """A stack with resources: not missing, and not the empty shell a CREATE change set makes."""
         return created(self.describe())
 
+    def verify(self) -> str:
+        """verify's probe: the stack's status, or that provisioning will create it."""
+        stack = self.describe()
+        if not created(stack):
+            return f"stack {self.name} does not exist yet: provisioning creates it"
+        assert stack is not None
+        return f"stack {self.name} {stack['StackStatus']}"
+
     def outputs(self) -> dict[str, str]:
         stack = self.describe()
         if not created(stack):

@@ -50,8 +50,12 @@ def check_database(conn: PostgresConnection) -> str:
     )
 
 
-def dump(conn: PostgresConnection, path: Path) -> int:
-    """pg_dump in custom format to `path`, then prove it readable; returns its TOC entry count."""
+def dump(conn: PostgresConnection, path: Path) -> tuple[int, bool]:
+    """pg_dump in custom format to `path`, then prove it readable; returns its TOC entry count
+    and whether it was taken now. A readable dump already at `path` is the release's backup,
+    taken before its migrations: it is kept, never replaced by one taken later."""
+    if path.is_file() and (kept := _entries(path))[0] is not None:
+        return kept[0], False
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     partial = path.with_suffix(".partial")
     result = _run(conn, ["pg_dump", "-Fc", "--no-owner", "-f", str(partial)], timeout=1800)
@@ -59,14 +63,22 @@ def dump(conn: PostgresConnection, path: Path) -> int:
         partial.unlink(missing_ok=True)
         raise TransientError(f"pg_dump of {conn.describe()} failed: {result.stderr.strip()}")
     os.chmod(partial, 0o600)
+    entries, error = _entries(partial)
+    if entries is None:
+        partial.unlink(missing_ok=True)
+        raise TransientError(f"the dump of {conn.describe()} is unreadable: {error}")
+    os.replace(partial, path)
+    return entries, True
+
+
+def _entries(path: Path) -> tuple[int | None, str]:
+    """How many entries pg_restore lists in a dump (None when it cannot read it), and why not."""
     listing = subprocess.run(
-        ["pg_restore", "--list", str(partial)], capture_output=True, text=True, check=False
+        ["pg_restore", "--list", str(path)], capture_output=True, text=True, check=False
     )
     if listing.returncode != 0:
-        partial.unlink(missing_ok=True)
-        raise TransientError(f"the dump of {conn.describe()} is unreadable: {listing.stderr}")
-    os.replace(partial, path)
-    return sum(1 for line in listing.stdout.splitlines() if line and not line.startswith(";"))
+        return None, listing.stderr.strip()
+    return sum(1 for line in listing.stdout.splitlines() if line and not line.startswith(";")), ""
 
 
 def restore(conn: PostgresConnection, path: Path) -> None:

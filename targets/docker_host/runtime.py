@@ -49,10 +49,9 @@ class DockerHostRuntime(migrations.OneOffMigrations):
     def __init__(self, block: DockerHostTarget, environment: EnvironmentSpec):
         self.block = block
         self.env = environment
-        creds = block.registry_credentials
+        login = self._auth()
         self.registry = RegistryClient(
-            block.registry,
-            auth=(creds.username, creds.password.get_secret_value()) if creds else None,
+            block.registry, auth=(login["username"], login["password"]) if login else None
         )
         self.admin = proxy.HaproxyAdmin(block.proxy_admin_socket, log=lambda m: _logger().info(m))
         self.routes = {
@@ -207,7 +206,9 @@ class DockerHostRuntime(migrations.OneOffMigrations):
 
     def backup_database(self, backup_id: str) -> Backup:
         path = Path(self.block.backup_dir) / self.env.name / f"{backup_id}.dump"
-        entries = database.dump(self.block.database, path)
+        entries, taken = database.dump(self.block.database, path)
+        if not taken:
+            _logger().info(f"{path} exists already (a re-run of this release): reusing it")
         return Backup(
             backup_id=backup_id,
             location=str(path),

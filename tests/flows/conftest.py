@@ -237,11 +237,9 @@ def spec_served_by(served: Served) -> EnvironmentSpec:
     )
 
 
-@pytest.fixture(scope="package")
-def served(prefect_server: None) -> Iterator[Served]:
-    """The public URLs, and the environment block that names them, saved in the test server.
-    Its target block is a Docker host nobody connects to: the runtime is the FAKE below."""
-    served = Served()
+def save_environment(served: Served, **target: Any) -> None:
+    """The environment block naming `served`'s URLs, saved in the test server. Its target block
+    is a Docker host nobody connects to (`target` changes its fields): the runtime is the FAKE."""
     spec = spec_served_by(served)
     unused = DockerHostTarget(
         docker_host=DockerHost(base_url="unix:///nonexistent/docker.sock"),
@@ -251,10 +249,18 @@ def served(prefect_server: None) -> Iterator[Served]:
         proxy_pidfile="/nonexistent/haproxy.pid",
         backup_dir="/nonexistent/backups",
         port_base=20000,
+        **target,
     )
     FlowmastersEnvironment(target=unused, services=list(spec.services), checks=spec.checks).save(
         ENVIRONMENT, overwrite=True
     )
+
+
+@pytest.fixture(scope="package")
+def served(prefect_server: None) -> Iterator[Served]:
+    """The public URLs, and the environment block that names them."""
+    served = Served()
+    save_environment(served)
     with get_client(sync_client=True) as client:
         client.upsert_global_concurrency_limit_by_name(lock_name(ENVIRONMENT), limit=1)
     yield served

@@ -15,6 +15,7 @@ from domain.results import InfrastructureChange
 from flows import events
 from flows.release import release
 from tasks.records import variable_name
+from tests.flows.conftest import save_environment
 
 
 def record_of(environment: str) -> ReleaseRecord:
@@ -163,3 +164,20 @@ def test_a_failure_during_the_bake_window_fails_the_release_and_emits_checks_fai
     rows = {row["step"]: row["result"] for row in json.loads(steps)}
     assert "passed" in rows["smoke checks"]
     assert rows["bake"].startswith("FAILED")
+
+
+def test_a_rerun_after_the_block_was_edited_reuses_the_backup(fake, emitted, source, served):
+    fake.fail["deploy"] = ReleaseError("frontend never became healthy")
+    assert release("flowtest", "v8", source, return_state=True).is_failed()
+    assert fake.calls.count("backup") == 1
+    save_environment(served, keep_revisions=5)  # a person edits the block, then retries
+    del fake.fail["deploy"]
+
+    try:
+        state = release("flowtest", "v8", source, return_state=True)
+    finally:
+        save_environment(served)
+
+    assert state.is_completed(), state.message
+    assert fake.calls.count("backup") == 1, "the pre-release backup is the one kept"
+    assert fake.calls.count("build:backend") == 1

@@ -55,15 +55,16 @@ def free_port_block(size: int) -> int:
     raise RuntimeError("no free port block")
 
 
-def app_psql(sql: str) -> None:
-    """Run SQL as the app role (it may create databases): what a test environment needs."""
+def app_psql(sql: str, database: str | None = None) -> None:
+    """Run SQL as the app role (it may create databases): what a test environment needs. In
+    `local`'s database unless another is named."""
     db = load_description("local")["target"]["database"]
     env = {
         **os.environ,
         "PGHOST": db["host"],
         "PGPORT": str(db["port"]),
         "PGUSER": db["username"],
-        "PGDATABASE": db["database"],
+        "PGDATABASE": database or db["database"],
         "PGPASSWORD": Path(db["password_file"]).read_text().strip(),
     }
     subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql], env=env, check=True)

@@ -16,12 +16,14 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from prefect.variables import Variable
 
 from benchmarks.load import SteadyLoad
+from blocks.environment import load_environment
 from deployments.register import load_description
 from flows import events
 from flows.release import release
 from tasks.records import variable_name
 from tests.integration.conftest import TestEnvironment, read_events, run_texts, task_states
 from tests.support.block_reads import count_block_reads
+from tests.support.scratch import app_psql
 
 MIGRATION_2 = "ALTER TABLE pages ADD COLUMN summary text NOT NULL DEFAULT '';\n"
 MIGRATION_2_DOWN = "ALTER TABLE pages DROP COLUMN summary;\n"
@@ -124,6 +126,21 @@ def test_same_release_again_builds_pushes_and_backs_up_nothing(environment: Test
     assert {c.id for c in environment.containers() if c.status == "running"} == before
     assert environment.record().release_id == release_id
     assert serving(environment) == ("v2", "v2", 2)
+
+
+def test_a_releases_backup_is_never_replaced_by_a_later_dump(environment: TestEnvironment):
+    target = load_environment(environment.name).connect()
+    first = target.backup_database("it-keep-this-backup")
+    taken = Path(first.location).read_bytes()
+    database = environment.description["target"]["database"]["database"]
+    app_psql("CREATE TABLE written_after_the_backup (x int)", database=database)
+    try:
+        again = target.backup_database("it-keep-this-backup")  # a re-run, its cache record lost
+    finally:
+        app_psql("DROP TABLE written_after_the_backup", database=database)
+
+    assert again == first
+    assert Path(again.location).read_bytes() == taken
 
 
 def test_failing_migration_stops_the_release_and_v2_keeps_serving(environment: TestEnvironment):
