@@ -40,10 +40,17 @@ class FlowmastersEnvironment(Block):
     build_args: dict[str, str] = Field(
         default_factory=dict, description="Build arguments for every image (e.g. BASE_IMAGE)."
     )
+    source: str | None = Field(
+        default=None, description="The app's source folder when a run names none."
+    )
 
     def spec(self, name: str) -> EnvironmentSpec:
         return EnvironmentSpec(
-            name=name, services=tuple(self.services), checks=self.checks, build_args=self.build_args
+            name=name,
+            services=tuple(self.services),
+            checks=self.checks,
+            build_args=self.build_args,
+            source=self.source,
         )
 
 

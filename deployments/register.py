@@ -1,12 +1,17 @@
-"""Turn the environment descriptions in deployments/environments/*.yaml into Prefect blocks.
+"""Turn environment descriptions (YAML) into Prefect blocks.
 
-    python -m deployments.register            # every environment described in the folder
-    python -m deployments.register local      # just one
+    python -m deployments.register                  # every description in deployments/environments
+    python -m deployments.register local            # just one of them
+    python -m deployments.register --file ../my-app/deploy/prod.yaml   # a description kept
+                                                    # beside a team's own app (name: file stem,
+                                                    # or the file's `name:`)
 
 Block documents per environment NAME: NAME (Flowmasters Environment) and the blocks its target
 saves from the description's `target:` section (targets/<kind>/description.py). Docker host:
 NAME-docker-host, NAME-docker, NAME-database (password as a secret); AWS: NAME-aws-target,
-NAME-aws (AwsCredentials, keys as secrets).
+NAME-aws (AwsCredentials, keys as secrets). Each entry of `secrets:` becomes a Secret block of
+that name (read from a file or a variable, never from the YAML). A relative `source:` is taken
+relative to the description's folder, so an app's description can name its own checkout.
 """
 
 from __future__ import annotations
@@ -19,12 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from prefect.blocks.system import Secret
 from prefect.client.orchestration import get_client
 
 from blocks.environment import FlowmastersEnvironment
 from domain.errors import ReleaseError
 from flows.lock import lock_name
 from targets import registry
+from targets.secrets import read_secret
 
 HERE = Path(__file__).resolve().parent / "environments"
 DEFAULTS = {
@@ -60,12 +67,52 @@ def expand(value: Any) -> Any:
     return re.sub(r"\$\{([A-Z_][A-Z0-9_]*)\}", lookup, value)
 
 
+SECTIONS = {"name", "target", "services", "checks", "build_args", "source", "secrets"}
+REPO_ROOT = HERE.parent.parent
+
+
 def load_description(name: str) -> dict[str, Any]:
     path = HERE / f"{name}.yaml"
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in HERE.glob("*.yaml")))
-        raise ReleaseError(f"no description of environment '{name}' at {path} (known: {known})")
-    return expand(yaml.safe_load(path.read_text()))
+        raise ReleaseError(
+            f"no description of environment '{name}' at {path} (known: {known}); a description "
+            "kept elsewhere is registered with --file PATH"
+        )
+    return read_description(path)
+
+
+def read_description(path: Path) -> dict[str, Any]:
+    """A description file, its ${VARS} expanded and a relative `source` made absolute (relative
+    to the file's folder; this repository's own descriptions name paths from its root)."""
+    if not path.is_file():
+        raise ReleaseError(f"no environment description at {path}: give the YAML file's path")
+    description = expand(yaml.safe_load(path.read_text()) or {})
+    if not isinstance(description, dict):
+        raise ReleaseError(f"{path} is not a mapping of sections ({', '.join(sorted(SECTIONS))})")
+    unknown = sorted(set(description) - SECTIONS)
+    if unknown:
+        raise ReleaseError(
+            f"{path}: unknown section(s) {unknown}; the sections are {sorted(SECTIONS)}"
+        )
+    source = description.get("source")
+    if source and not Path(source).is_absolute():
+        base = REPO_ROOT if path.resolve().parent == HERE else path.resolve().parent
+        description["source"] = str((base / source).resolve())
+    return description
+
+
+def register_secrets(name: str, secrets: dict[str, Any]) -> None:
+    """Each `secrets:` entry as a Secret block (its value from password_file or password_env)."""
+    for block, where in (secrets or {}).items():
+        if not isinstance(where, dict):
+            raise ReleaseError(
+                f"environment '{name}': secret '{block}' must name password_file or "
+                "password_env, never hold the value"
+            )
+        Secret(value=read_secret(where, f"environment '{name}' secret '{block}'")).save(
+            block, overwrite=True
+        )
 
 
 def register_environment(name: str, description: dict[str, Any]) -> FlowmastersEnvironment:
@@ -77,7 +124,9 @@ def register_environment(name: str, description: dict[str, Any]) -> FlowmastersE
         services=description["services"],
         checks=description.get("checks", {}),
         build_args=description.get("build_args", {}),
+        source=description.get("source"),
     )
+    register_secrets(name, description.get("secrets", {}))
     environment.spec(name)  # validates the whole description before it is saved
     environment.save(name, overwrite=True)
     with get_client(sync_client=True) as client:
@@ -88,12 +137,20 @@ def register_environment(name: str, description: dict[str, Any]) -> FlowmastersE
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="environments (default: all described)")
+    parser.add_argument(
+        "--file", action="append", default=[], type=Path, metavar="PATH",
+        help="a description kept anywhere (e.g. beside the app); repeatable",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     FlowmastersEnvironment.register_type_and_schema()  # and, recursively, every target's blocks
-    names = args.names or sorted(p.stem for p in HERE.glob("*.yaml"))
+    names = args.names or ([] if args.file else sorted(p.stem for p in HERE.glob("*.yaml")))
     try:
-        for name in names:
-            register_environment(name, load_description(name))
+        found = [(n, load_description(n)) for n in names]
+        for path in args.file:
+            description = read_description(path)
+            found.append((str(description.pop("name", None) or path.stem), description))
+        for name, description in found:
+            register_environment(name, description)
             print(f"registered environment '{name}'")
     except ReleaseError as exc:
         print(f"error: {exc}", file=sys.stderr)

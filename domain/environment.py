@@ -16,6 +16,11 @@ class EnvironmentSpec(Frozen):
     services: tuple[ServiceSpec, ...]
     checks: CheckSpec = CheckSpec()
     build_args: dict[str, str] = Field(default_factory=dict)
+    source: str | None = Field(
+        default=None,
+        description="Where the app's source is (one build context per service) when a run "
+        "names none: a path, absolute or relative to this repository's root.",
+    )
 
     @field_validator("services")
     @classmethod
@@ -25,8 +30,17 @@ class EnvironmentSpec(Frozen):
         names = [s.name for s in services]
         if len(set(names)) != len(names):
             raise ValueError(f"service names must be unique, got {names}")
-        if sum(s.owns_migrations for s in services) > 1:
-            raise ValueError("at most one service may own the migrations")
+        owners = [s.name for s in services if s.owns_migrations]
+        if len(owners) > 1:
+            raise ValueError(
+                f"at most one service may own the migrations, got {owners}: keep `migrations` "
+                "on the service whose image runs them"
+            )
+        clash = {s.migrator_image() for s in services} & set(names)
+        if clash:
+            raise ValueError(
+                f"a service is named like the migrator image {sorted(clash)}: rename it"
+            )
         return services
 
     def ordered(self) -> list[ServiceSpec]:
@@ -40,3 +54,26 @@ class EnvironmentSpec(Frozen):
 
     def migration_owner(self) -> ServiceSpec | None:
         return next((s for s in self.services if s.owns_migrations), None)
+
+    def images(self) -> list[tuple[str, ServiceSpec, str | None]]:
+        """Every image a release builds, in deploy order: (name, service, Dockerfile stage).
+        Each service's own image is named like it; a migrator is `<service>-migrator`."""
+        found: list[tuple[str, ServiceSpec, str | None]] = []
+        for spec in self.ordered():
+            migrations = spec.migration_spec()
+            if migrator := spec.migrator_image():
+                assert migrations is not None
+                found.append((migrator, spec, migrations.image_target))
+            found.append((spec.name, spec, None))
+        return found
+
+    def repository_of(self, image: str) -> str:
+        """The repository of an image named by `images()`."""
+        for name, spec, stage in self.images():
+            if name == image:
+                if stage is None:
+                    return spec.repository
+                migrations = spec.migration_spec()
+                assert migrations is not None
+                return migrations.repository or f"{spec.repository}-migrator"
+        raise KeyError(image)

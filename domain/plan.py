@@ -6,6 +6,7 @@ Shown as an artifact for a dry run, and in the approval form of a production rel
 from __future__ import annotations
 
 from domain.frozen import Frozen
+from domain.migrations import MigrationId
 
 
 class ServicePlan(Frozen):
@@ -20,5 +21,5 @@ class ReleasePlan(Frozen):
     environment: str
     version: str
     services: tuple[ServicePlan, ...]
-    pending_migrations: tuple[int, ...]
+    pending_migrations: tuple[MigrationId, ...]
     migrations_note: str

@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from domain.migrations import MigrationId
 from domain.results import Backup, PushedImage, Revision
 
 Status = Literal["started", "succeeded", "failed", "checks_failed", "rolled_back"]
@@ -30,9 +31,9 @@ class ReleaseRecord(BaseModel):
     updated_at: datetime
     images: dict[str, str] = Field(description="service -> repository:tag@digest released.")
     previous: dict[str, Revision | None] = Field(description="What each service ran before.")
-    schema_before: int | None = None
-    schema_after: int | None = None
-    migrations_applied: list[int] = Field(
+    schema_before: MigrationId | None = None
+    schema_after: MigrationId | None = None
+    migrations_applied: list[MigrationId] = Field(
         default_factory=list, description="Migrations this release applied (what `down` reverts)."
     )
     backup: Backup | None = None
@@ -53,7 +54,7 @@ def start_record(
     version: str,
     images: dict[str, str],
     previous: dict[str, Revision | None],
-    schema_before: int | None,
+    schema_before: MigrationId | None,
     now: datetime,
     flow_run_id: str | None,
 ) -> ReleaseRecord:

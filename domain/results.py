@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from domain.frozen import Frozen
+from domain.migrations import MigrationId
 
 
 class Finding(Frozen):
@@ -53,6 +54,8 @@ class BuildSpec(Frozen):
     version: str
     build_args: dict[str, str]
     context_digest: str
+    target: str | None = None  # the Dockerfile stage (a migrator); None: the last stage
+    version_build_arg: str = "APP_VERSION"  # the build argument that carries `version`
 
 
 class BuiltImage(Frozen):
@@ -101,17 +104,20 @@ class DeployResult(Frozen):
 
 
 class SchemaStatus(Frozen):
-    applied: tuple[int, ...]
-    available: tuple[int, ...]
-    pending: tuple[int, ...]
-    schema_version: int
+    """Migration ids are numbers (the stand-in) or names (Payload); the schema version is the
+    latest applied one (None: none yet, or not known on this target)."""
+
+    applied: tuple[MigrationId, ...]
+    available: tuple[MigrationId, ...]
+    pending: tuple[MigrationId, ...]
+    schema_version: MigrationId | None
 
 
 class MigrationResult(Frozen):
     direction: Literal["up", "down"]
-    applied: tuple[int, ...] = ()
-    reverted: tuple[int, ...] = ()
-    schema_version: int
+    applied: tuple[MigrationId, ...] = ()
+    reverted: tuple[MigrationId, ...] = ()
+    schema_version: MigrationId | None
     changed: bool
 
 

@@ -16,7 +16,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Release Flow Masters to an environment.")
     parser.add_argument("--environment", default="local")
     parser.add_argument("--version", default=None)
-    parser.add_argument("--source", default="examples/flowmasters")
+    parser.add_argument(
+        "--source", default=None, help="the app's source folder (default: the environment's)"
+    )
     parser.add_argument("--build-arg", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--dry-run", action="store_true", help="publish the plan, change nothing")
     parser.add_argument("--bake-seconds", type=float, default=0)
@@ -36,11 +38,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     api = os.environ.get("PREFECT_API_URL", "").removesuffix("/api")
     ui = os.environ.get("PREFECT_UI_URL") or api
-    print(f"\nrelease {state.name}: {state.message or ''}")
+    print(f"\nrelease {state.name}" + (f": {state.message}" if state.message else ""))
     print(f"watch it in the Prefect UI: {ui}/runs/flow-run/{state.state_details.flow_run_id}")
     if state.is_completed():
         for service in load_environment(args.environment).spec.ordered():
             print(f"{service.name}: {service.public_url}")
+            if service.admin_path:
+                print(f"{service.name} admin: {service.public_url.rstrip('/')}{service.admin_path}")
     return 0 if state.is_completed() else 1
 
 

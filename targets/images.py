@@ -61,7 +61,8 @@ def build(client: docker.DockerClient, spec: BuildSpec, local_ref: str) -> Built
             path=str(context),
             dockerfile=spec.dockerfile,
             tag=local_ref,
-            buildargs={**spec.build_args, "APP_VERSION": spec.version},
+            target=spec.target,
+            buildargs={**spec.build_args, spec.version_build_arg: spec.version},
             labels={
                 "flowmasters.service": spec.service,
                 "flowmasters.version": spec.version,

@@ -1,19 +1,26 @@
-"""The migration command contract, the same on every target.
+"""The migration contract, run the same way on every target.
 
-The service that owns the migrations declares a command (`migrate_command`) that takes `up`,
-`down --steps N` or `status` and prints its result as JSON on its last line of output. A target
-only runs a command once in an image (a one-off container, an ECS task) and hands back what it
-exited with and printed (`CommandRun`); what that means is decided here, once.
+A target only knows how to run a command once in an image (a one-off container, an ECS task) and
+hands back what it exited with and printed (`CommandRun`), and how to read the app's migration
+table, where it can reach the database (`Rows`). What that means is decided here, once:
+
+- success is exit code 0 **and**, where the table is readable, every migration that was pending
+  recorded in it afterwards (Payload's CLI can exit 0 without migrating);
+- a database with a development 'push' record is refused before anything runs;
+- the stand-in's JSON result line is read when the service declares `output: json`.
 """
 
 from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Any, Literal, NamedTuple, Protocol
 
+from domain import migrations as rules
 from domain.environment import EnvironmentSpec
 from domain.errors import ReleaseError
+from domain.migrations import Applied, MigrationId, MigrationSpec, MigrationTable
 from domain.results import MigrationResult, SchemaStatus
 from domain.services import ServiceSpec
 
@@ -35,8 +42,10 @@ class RunOnce(Protocol):
     def __call__(self, owner: ServiceSpec, image: str, command: list[str]) -> CommandRun: ...
 
 
-def arguments(direction: Direction | Literal["status"], steps: int = 1) -> list[str]:
-    return [direction, "--steps", str(steps)] if direction == "down" else [direction]
+class ReadTable(Protocol):
+    """The rows of the migration table (empty: no table yet), or None: not readable here."""
+
+    def __call__(self, table: MigrationTable) -> tuple[Applied, ...] | None: ...
 
 
 def result_line(lines: list[str] | tuple[str, ...]) -> dict[str, Any] | None:
@@ -50,68 +59,165 @@ def result_line(lines: list[str] | tuple[str, ...]) -> dict[str, Any] | None:
     return None
 
 
-def run(env: EnvironmentSpec, run_once: RunOnce, image: str, args: list[str]) -> dict[str, Any]:
-    """Run the owner's migrate command with `args` in `image`; its JSON result, or a ReleaseError
-    that says what failed and that nothing after this step ran."""
+def owner_of(env: EnvironmentSpec) -> tuple[ServiceSpec, MigrationSpec]:
     owner = env.migration_owner()
-    if owner is None:
+    spec = owner.migration_spec() if owner else None
+    if owner is None or spec is None:
         raise ReleaseError(f"environment '{env.name}' has no service that owns migrations")
-    command = [*owner.migrate_command, *args]
-    done = run_once(owner, image, command)
+    return owner, spec
+
+
+def run(
+    env: EnvironmentSpec, run_once: RunOnce, image: str, command: Sequence[str]
+) -> dict[str, Any] | None:
+    """Run `command` in `image`; its JSON result (output: json), None (output: text), or a
+    ReleaseError that says what failed and that nothing after this step ran."""
+    owner, spec = owner_of(env)
+    done = run_once(owner, image, list(command))
+    shown = " ".join(command)
     if done.exit_code != 0:
         exited = done.exit_code if done.exit_code is not None else "without running"
         why = f" ({done.why})" if done.why else ""
         tail = "\n".join(done.stderr or done.stdout)[-2000:]
         raise ReleaseError(
-            f"`{' '.join(args)}` migrations in {image} exited {exited}{why}; nothing after this "
-            f"step ran and the previous version keeps serving. Its output:\n{tail.strip()}"
+            f"`{shown}` in {image} exited {exited}{why}; nothing after this step ran and the "
+            f"previous version keeps serving. Its output:\n{tail.strip()}"
         )
+    if spec.output != "json":
+        return None
     data = result_line(done.stdout)
     if data is None:
         raise ReleaseError(
-            f"`{' '.join(command)}` in {image} printed no JSON result line (the migrate command "
-            f"must print its result as JSON last); its last lines: {list(done.stdout[-3:])!r}"
+            f"`{shown}` in {image} printed no JSON result line (the service declares output: "
+            f"json, so its command must print its result as JSON last); its last lines: "
+            f"{list(done.stdout[-3:])!r}"
         )
     return data
 
 
-def read_status(env: EnvironmentSpec, run_once: RunOnce, image: str) -> SchemaStatus:
-    """Applied, available and pending migrations, as `image` sees them."""
-    data = run(env, run_once, image, arguments("status"))
-    return SchemaStatus(
-        applied=tuple(data["applied"]),
-        available=tuple(data["available"]),
-        pending=tuple(data["pending"]),
-        schema_version=data["schema_version"],
-    )
+def read_status(
+    env: EnvironmentSpec, run_once: RunOnce, read_table: ReadTable, image: str
+) -> SchemaStatus:
+    """Applied migrations and the schema version: from the table where it is readable, else from
+    the status command's JSON; `available`/`pending` only where the status command reports them."""
+    _, spec = owner_of(env)
+    rows = read_table(spec.table) if spec.table else None
+    if rows is not None:
+        applied = tuple(r.name for r in rows if r not in rules.dev_push_rows(rows, spec.table))
+        return SchemaStatus(
+            applied=applied, available=(), pending=(), schema_version=rules.latest(rows)
+        )
+    if spec.status_command and spec.output == "json":
+        data = run(env, run_once, image, spec.status_command) or {}
+        return SchemaStatus(
+            applied=tuple(data.get("applied", ())),
+            available=tuple(data.get("available", ())),
+            pending=tuple(data.get("pending", ())),
+            schema_version=data.get("schema_version"),
+        )
+    return SchemaStatus(applied=(), available=(), pending=(), schema_version=None)
 
 
 def migrate(
-    env: EnvironmentSpec, run_once: RunOnce, image: str, direction: Direction, steps: int = 1
+    env: EnvironmentSpec,
+    run_once: RunOnce,
+    read_table: ReadTable,
+    image: str,
+    direction: Direction,
+    steps: int = 1,
+    expected: Sequence[MigrationId] = (),
 ) -> MigrationResult:
-    """Apply the pending migrations (`up`) or revert the latest `steps` (`down`) with `image`."""
-    data = run(env, run_once, image, arguments(direction, steps))
+    """Apply the pending migrations (`up`; `expected` must be recorded afterwards) or revert the
+    latest `steps` (`down`) with `image`, judging the run by the table where it is readable."""
+    _, spec = owner_of(env)
+    table = spec.table
+    before = read_table(table) if table else None
+    if table and before is not None and (why := rules.refuse_dev_push(before, table, env.name)):
+        raise ReleaseError(why)
+    if direction == "up":
+        data = run(env, run_once, image, spec.command)
+    else:
+        if spec.down_command is None:
+            raise ReleaseError(
+                f"the migration owner of '{env.name}' declares no down_command: the migrations "
+                "cannot be reverted; roll back without migrate_down, or restore the backup"
+            )
+        command, _ = rules.down_command(spec, steps)
+        data = run(env, run_once, image, command)
+    after = read_table(table) if table else None
+    if table is None or before is None or after is None:
+        return _from_json(direction, data)
+    return _judged(env.name, image, direction, table, before, after, expected)
+
+
+def _from_json(direction: Direction, data: dict[str, Any] | None) -> MigrationResult:
+    """Where the table cannot be read: what the command reported (output: json), else nothing
+    beyond its exit code."""
+    data = data or {}
     applied, reverted = tuple(data.get("applied", ())), tuple(data.get("reverted", ()))
     return MigrationResult(
         direction=direction,
         applied=applied,
         reverted=reverted,
-        schema_version=data["schema_version"],
+        schema_version=data.get("schema_version"),
         changed=bool(applied or reverted),
     )
 
 
+def _judged(
+    environment: str,
+    image: str,
+    direction: Direction,
+    table: MigrationTable,
+    before: tuple[Applied, ...],
+    after: tuple[Applied, ...],
+    expected: Sequence[MigrationId],
+) -> MigrationResult:
+    recorded = {r.name for r in after}
+    if direction == "up":
+        missing = [m for m in expected if m not in recorded]
+        if missing:
+            raise ReleaseError(
+                f"the migrations in {image} exited 0, but {table.name} does not record "
+                f"{missing}: they did not run (Payload's CLI is known to exit 0 without "
+                f"migrating). The previous version keeps serving; run the migrate command by "
+                f"hand against a copy of {environment}'s database to see why"
+            )
+        applied = rules.newly_applied(before, after)
+        return MigrationResult(
+            direction="up",
+            applied=applied,
+            schema_version=rules.latest(after),
+            changed=bool(applied),
+        )
+    gone = rules.reverted(before, after)
+    return MigrationResult(
+        direction="down", reverted=gone, schema_version=rules.latest(after), changed=bool(gone)
+    )
+
+
 class OneOffMigrations(ABC):
-    """A runtime's migration steps, given how it runs a command once (`_run_once`): the same
-    `schema_status` and `migrate` on every target."""
+    """A runtime's migration steps, given how it runs a command once (`_run_once`) and reads the
+    migration table (`_read_table`): the same `schema_status` and `migrate` on every target."""
 
     env: EnvironmentSpec
 
     @abstractmethod
     def _run_once(self, owner: ServiceSpec, image: str, command: list[str]) -> CommandRun: ...
 
-    def schema_status(self, image: str) -> SchemaStatus:
-        return read_status(self.env, self._run_once, image)
+    @abstractmethod
+    def _read_table(self, table: MigrationTable) -> tuple[Applied, ...] | None: ...
 
-    def migrate(self, image: str, direction: Direction, steps: int = 1) -> MigrationResult:
-        return migrate(self.env, self._run_once, image, direction, steps)
+    def schema_status(self, image: str) -> SchemaStatus:
+        return read_status(self.env, self._run_once, self._read_table, image)
+
+    def migrate(
+        self,
+        image: str,
+        direction: Direction,
+        steps: int = 1,
+        expected: Sequence[MigrationId] = (),
+    ) -> MigrationResult:
+        return migrate(
+            self.env, self._run_once, self._read_table, image, direction, steps, expected
+        )

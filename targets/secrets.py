@@ -27,3 +27,22 @@ def read_secret(spec: dict[str, Any], what: str) -> str:
             raise ReleaseError(f"{what}: set the environment variable {spec['password_env']}")
         return value
     raise ReleaseError(f"{what}: give password_file or password_env (never the password itself)")
+
+
+def secret_env(names: dict[str, str]) -> dict[str, str]:
+    """Variable -> value of the Prefect Secret block it names, read now (at the call), so the
+    value never sits in an image, a description, a parameter or a log line."""
+    from prefect.blocks.system import Secret
+
+    values: dict[str, str] = {}
+    for variable, block in names.items():
+        try:
+            secret = Secret.load(block, _sync=True)  # type: ignore[call-arg]
+        except ValueError as exc:
+            raise ReleaseError(
+                f"{variable}: the Secret block '{block}' does not exist; register it with "
+                "`python -m deployments.register` (from the description's `secrets`) or create "
+                "it in the Prefect UI"
+            ) from exc
+        values[variable] = str(secret.get())
+    return values

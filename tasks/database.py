@@ -8,6 +8,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from blocks.environment import Environment
+from domain.migrations import MigrationId
 from domain.results import Backup, MigrationResult, SchemaStatus
 from tasks.caching import STEP_CACHE
 from tasks.retries import RETRIES
@@ -27,10 +28,15 @@ def backup_database(env: Environment, backup_id: str) -> Backup:
 
 @task(name="run-migrations", cache_policy=NO_CACHE, timeout_seconds=3600, **RETRIES)
 def run_migrations(
-    env: Environment, image: str, direction: Literal["up", "down"] = "up", steps: int = 1
+    env: Environment,
+    image: str,
+    direction: Literal["up", "down"] = "up",
+    steps: int = 1,
+    expected: tuple[MigrationId, ...] = (),
 ) -> MigrationResult:
-    """Migrations in a one-off container of `image`; a non-zero exit fails the step (no retry)."""
-    return env.connect().migrate(image, direction, steps)
+    """Migrations in a one-off container of `image`; a non-zero exit, or a pending migration in
+    `expected` that the migration table does not record afterwards, fails the step."""
+    return env.connect().migrate(image, direction, steps, expected)
 
 
 @task(name="restore-database", cache_policy=NO_CACHE, timeout_seconds=3600)

@@ -5,26 +5,17 @@ Shown as an artifact for a dry run, and in the approval form of a production rel
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from blocks.environment import Environment
+from domain.migrations import MigrationId, available_migrations, pending
 from domain.plan import ReleasePlan, ServicePlan
 from domain.results import BuildSpec, Revision
 from targets.base import Target
 from tasks.retries import RETRIES
-
-MIGRATION_FILE = re.compile(r"^(\d+)_[^.]+\.up\.sql$")
-
-
-def available_migrations(folder: Path) -> tuple[int, ...]:
-    if not folder.is_dir():
-        return ()
-    found = (MIGRATION_FILE.match(p.name) for p in folder.iterdir())
-    return tuple(sorted(int(m.group(1)) for m in found if m))
 
 
 def render_plan(plan: ReleasePlan) -> str:
@@ -47,11 +38,12 @@ def render_plan(plan: ReleasePlan) -> str:
 def plan_release(env: Environment, builds: list[BuildSpec]) -> ReleasePlan:
     """Images to build, current and next revision per service, migrations pending."""
     target = env.connect()
-    live = {build.service: target.live_revision(build.service) for build in builds}
+    deployed = {s.name for s in env.spec.services}
+    live = {b.service: target.live_revision(b.service) for b in builds if b.service in deployed}
     services = tuple(
         ServicePlan(
             service=build.service,
-            current=live[build.service].version if live[build.service] else "nothing",
+            current=_current(live, build.service),
             next=build.version,
             image=f"{build.repository}:{build.version}",
             to_build=not target.image_exists(build.service, build.version),
@@ -68,18 +60,30 @@ def plan_release(env: Environment, builds: list[BuildSpec]) -> ReleasePlan:
     )
 
 
+def _current(live: dict[str, Revision | None], image: str) -> str:
+    if image not in live:
+        return "(runs migrations only)"
+    running = live[image]
+    return running.version if running else "nothing"
+
+
 def _pending_migrations(
     env: Environment, target: Target, builds: list[BuildSpec], live: dict[str, Revision | None]
-) -> tuple[tuple[int, ...], str]:
-    """The source's migrations the database has not applied, and a note on how that was read."""
+) -> tuple[tuple[MigrationId, ...], str]:
+    """The source's migrations the database has not applied, and a note on how that was read:
+    available = the declared folder's files matching the pattern; applied = what the live app's
+    migration table (or status command) reports."""
     owner = env.spec.migration_owner()
-    if owner is None:
+    spec = owner.migration_spec() if owner else None
+    if owner is None or spec is None:
         return (), "no service owns migrations"
     build = next(b for b in builds if b.service == owner.name)
-    available = available_migrations(Path(build.context_dir) / owner.migrations_dir)
+    folder = Path(build.context_dir) / spec.folder if spec.folder else None
+    available = available_migrations(folder, spec.pattern) if folder else ()
     running = live.get(owner.name)
     if running is None:
         return available, "nothing deployed yet: every migration of the source counts as pending"
-    applied = set(target.schema_status(running.image).applied)
-    pending = tuple(v for v in available if v not in applied)
-    return pending, f"applied now: {sorted(applied) or 'none'}"
+    status = target.schema_status(running.image)
+    if folder is None:
+        return status.pending, f"as the app reports them; applied now: {list(status.applied)}"
+    return pending(available, status.applied), f"applied now: {list(status.applied) or 'none'}"

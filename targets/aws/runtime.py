@@ -23,6 +23,7 @@ import docker
 
 from domain.environment import EnvironmentSpec
 from domain.errors import ReleaseError
+from domain.migrations import Applied, MigrationTable
 from domain.results import (
     Backup,
     BuildSpec,
@@ -48,6 +49,14 @@ from targets.aws.stack import Stack
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ENGINE_HINT = "start it, or point the AWS target block's docker_host at one"
+
+
+def _output_complete(owner: ServiceSpec):
+    """Whether a one-off task's log is whole: its JSON line arrived (output: json), else as read."""
+    spec = owner.migration_spec()
+    if spec is not None and spec.output == "json":
+        return lambda lines: migrations.result_line(lines) is not None
+    return lambda lines: True
 
 
 class AwsRuntime(migrations.OneOffMigrations):
@@ -133,7 +142,7 @@ class AwsRuntime(migrations.OneOffMigrations):
             ) from None
 
     def _repository_name(self, service: str) -> str:
-        return self.names.repositories.get(service) or self.env.service(service).repository
+        return self.names.repositories.get(service) or self.env.repository_of(service)
 
     # -- step 1: verify and provision ----------------------------------------------------------
 
@@ -337,9 +346,15 @@ class AwsRuntime(migrations.OneOffMigrations):
             image,
             command,
             network,
-            complete=lambda lines: migrations.result_line(lines) is not None,
+            complete=_output_complete(owner),
             interval=self.block.poll_seconds,
         )
+
+    def _read_table(self, table: MigrationTable) -> tuple[Applied, ...] | None:
+        """None: the pipeline has no network path to RDS (private subnets), so on AWS a
+        migration is judged by its exit code and, with `output: json`, by its result line.
+        The table check and the dev-push refusal are Docker-host only for now (README)."""
+        return None
 
     # -- steps 5-6: services -------------------------------------------------------------------
 

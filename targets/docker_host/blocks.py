@@ -5,6 +5,8 @@ A block owns its clients' settings; `DockerHostRuntime` (runtime.py) is what the
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from prefect.blocks.core import Block
 from prefect_docker import DockerHost, DockerRegistryCredentials
 from pydantic import Field, SecretStr
@@ -39,6 +41,16 @@ class PostgresConnection(Block):
             "PGPASSWORD": self.password.get_secret_value(),
             "PGCONNECT_TIMEOUT": "5",
         }
+
+    def database_url(self) -> str:
+        """DATABASE_URL for apps that take a URL (Payload); unwrapped only at the call."""
+        user = quote(self.username, safe="")
+        secret = quote(self.password.get_secret_value(), safe="")
+        return f"postgres://{user}:{secret}@{self.host}:{self.port}/{quote(self.database, safe='')}"
+
+    def app_env(self) -> dict[str, str]:
+        """What a service that uses the database gets: libpq's PG* variables and DATABASE_URL."""
+        return {**self.libpq_env(), "DATABASE_URL": self.database_url()}
 
     def describe(self) -> str:
         """Where the database is, without the secret (for messages and reports)."""

@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 from domain.errors import ReleaseError, TransientError
+from domain.migrations import Applied, MigrationTable, as_id
 from targets.docker_host.blocks import PostgresConnection
 
 
@@ -92,3 +93,38 @@ def restore(conn: PostgresConnection, path: Path) -> None:
     )
     if result.returncode != 0:
         raise ReleaseError(f"restoring {path} into {conn.describe()} failed: {result.stderr}")
+
+
+def read_migration_table(conn: PostgresConnection, table: MigrationTable) -> tuple[Applied, ...]:
+    """The rows of the app's migration table, in order (empty: no such table yet). The names are
+    checked identifiers (domain.migrations.IDENTIFIER) and quoted."""
+    name = f'"{table.name_column}"'
+    batch = f'"{table.batch_column}"' if table.batch_column else None
+    columns = f"{name}, {batch}" if batch else f"{name}, NULL"
+    order = f"{batch}, {name}" if batch else name
+    sql = (
+        f"SELECT to_regclass('\"{table.name}\"') IS NOT NULL AS fm_has \\gset\n"
+        f"\\if :fm_has\n"
+        f'SELECT {columns} FROM "{table.name}" ORDER BY {order};\n'
+        f"\\endif\n"
+    )
+    argv = ["psql", "-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-f", "-"]
+    env = {**os.environ, **conn.libpq_env()}
+    try:
+        result = subprocess.run(
+            argv, input=sql, env=env, capture_output=True, text=True, timeout=30, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise TransientError(f"reading {table.name} on {conn.describe()} timed out") from exc
+    if result.returncode != 0:
+        raise TransientError(
+            f"reading {table.name} on {conn.describe()} failed: {result.stderr.strip()[-300:]}"
+        )
+    rows = []
+    for line in result.stdout.splitlines():
+        if not line.strip():
+            continue
+        name, _, batch_text = line.partition("\t")
+        batch_value = int(batch_text) if batch_text.strip().lstrip("-").isdigit() else None
+        rows.append(Applied(name=as_id(name), batch=batch_value))
+    return tuple(rows)

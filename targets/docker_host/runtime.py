@@ -17,6 +17,7 @@ from docker.models.containers import Container
 
 from domain.environment import EnvironmentSpec
 from domain.errors import ReleaseError
+from domain.migrations import Applied, MigrationTable
 from domain.results import (
     Backup,
     BuildSpec,
@@ -30,13 +31,17 @@ from domain.results import (
     Revision,
 )
 from domain.services import ServiceSpec
-from targets import images, migrations, verify
+from targets import images, migrations, secrets, verify
 from targets.docker_host import containers, database, proxy
 from targets.docker_host.blocks import DockerHostTarget
 from targets.docker_host.registry import RegistryClient
 from targets.runlog import run_logger
 
 START_HINT = "start the local stack with `scripts/stack.sh up`"
+
+
+def volume_name(environment: str, name: str) -> str:
+    return f"fm-{environment}-{name}"
 
 
 def _logger() -> logging.Logger | logging.LoggerAdapter:
@@ -75,11 +80,28 @@ class DockerHostRuntime(migrations.OneOffMigrations):
             return None
         return {"username": creds.username, "password": creds.password.get_secret_value()}
 
+    def _app_env(self, spec: ServiceSpec) -> dict[str, str]:
+        """The secrets a container gets at its start: the database connection and the service's
+        `secret_env`, read from their blocks now (never baked into an image or logged)."""
+        env = self.block.database.app_env() if spec.uses_database or spec.owns_migrations else {}
+        return {**env, **secrets.secret_env(spec.secret_env)}
+
+    def _volumes(self, client: docker.DockerClient, spec: ServiceSpec) -> dict[str, dict[str, str]]:
+        """The service's named volumes (uploads), the same in every slot and every version:
+        `fm-<env>-<name>`, labelled with the environment. Creating an existing one returns it;
+        a release or rollback never removes one."""
+        mounts = {}
+        for name, path in spec.volumes.items():
+            volume = volume_name(self.env.name, name)
+            client.volumes.create(volume, labels={"flowmasters.environment": self.env.name})
+            mounts[volume] = {"bind": path, "mode": "rw"}
+        return mounts
+
     def _backend(self, service: str) -> str:
         return proxy.backend_name(self.env.name, service)
 
-    def _repository(self, service: str) -> str:
-        return f"{self.block.registry}/{self.env.service(service).repository}"
+    def _repository(self, image: str) -> str:
+        return f"{self.block.registry}/{self.env.repository_of(image)}"
 
     # -- step 1: verify and provision ----------------------------------------------------------
 
@@ -174,7 +196,7 @@ class DockerHostRuntime(migrations.OneOffMigrations):
             return images.build(client, build, f"{self._repository(build.service)}:{build.version}")
 
     def push_image(self, image: BuiltImage) -> PushedImage:
-        repository = self.env.service(image.service).repository
+        repository = self.env.repository_of(image.service)
 
         def push() -> None:
             with self._engine() as client:
@@ -191,7 +213,7 @@ class DockerHostRuntime(migrations.OneOffMigrations):
         )
 
     def image_exists(self, service: str, tag: str) -> bool:
-        return self.registry.manifest(self.env.service(service).repository, tag) is not None
+        return self.registry.manifest(self.env.repository_of(service), tag) is not None
 
     def image_reference(self, service: str, tag: str) -> str:
         """The image of `service` at version `tag`, refusing versions the registry does not hold."""
@@ -219,6 +241,9 @@ class DockerHostRuntime(migrations.OneOffMigrations):
     def restore_database(self, backup: Backup) -> None:
         database.restore(self.block.database, Path(backup.location))
 
+    def _read_table(self, table: MigrationTable) -> tuple[Applied, ...]:
+        return database.read_migration_table(self.block.database, table)
+
     def _run_once(
         self, owner: ServiceSpec, image: str, command: list[str]
     ) -> migrations.CommandRun:
@@ -229,7 +254,7 @@ class DockerHostRuntime(migrations.OneOffMigrations):
                 client,
                 image,
                 command,
-                self.block.database.libpq_env(),
+                self._app_env(owner),
                 timeout=900,
                 name_labels={
                     "flowmasters.environment": self.env.name,
@@ -295,15 +320,14 @@ class DockerHostRuntime(migrations.OneOffMigrations):
         port = self.routes[spec.name].slot_ports[slot]
         name = containers.container_name(self.env.name, spec.name, version, slot)
         self._clear_slot(client, spec.name, slot, name)
-        env = {**spec.env, "PORT": str(port)}
-        if spec.uses_database:
-            env.update(self.block.database.libpq_env())
+        env = {**spec.env, **self._app_env(spec), "PORT": str(port)}
         container = client.containers.run(
             image,
             name=name,
             detach=True,
             network_mode="host",
             environment=env,
+            volumes=self._volumes(client, spec),
             labels=containers.labels(self.env.name, spec.name, version, slot),
             restart_policy={"Name": "unless-stopped"},
         )

@@ -1,9 +1,9 @@
-"""End to end: the deployments of prefect.yaml, run by the stack's worker, against `local` (the
+"""End to end: the deployments of prefect.yaml, run by the stack's worker, against `sandbox` (the
 Docker host) and `production` (AWS; here the stack's moto server, which stands in for AWS because
 no machine here may reach it), with the automations the deployments created. Nothing else is
 faked.
 
-`scripts/test.sh` deploys prefect.yaml before pytest runs. These tests change what `local`
+`scripts/test.sh` deploys prefect.yaml before pytest runs. These tests change what `sandbox`
 serves: each starts by releasing a version of its own.
 """
 
@@ -32,7 +32,7 @@ from tests.integration.conftest import stack  # noqa: F401  (the stack must be u
 
 pytestmark = pytest.mark.e2e
 
-LOCAL_FRONTEND = "http://127.0.0.1:8080"
+SANDBOX_FRONTEND = "http://127.0.0.1:8090"
 
 
 def new_version(prefix: str) -> str:
@@ -90,17 +90,17 @@ def runs_of(flow: str, deployment: str, since: Any) -> list[FlowRun]:
 
 
 def rolled_back_to(previous: str, since: Any) -> list[FlowRun]:
-    """Wait until `local` serves `previous` again and every rollback started since `since` (by
+    """Wait until `sandbox` serves `previous` again and every rollback started since `since` (by
     the automations) has ended; returns those rollback runs."""
     wait_until(
         "the automation's rollback serving the previous version",
-        lambda: served_version(LOCAL_FRONTEND) == previous,
+        lambda: served_version(SANDBOX_FRONTEND) == previous,
         timeout=300,
     )
     return wait_until(
         "every triggered rollback ending",
         lambda: (
-            (runs := runs_of("rollback", "local", since))
+            (runs := runs_of("rollback", "sandbox", since))
             and all(r.state.is_final() for r in runs)
             and runs
         ),

@@ -1,5 +1,5 @@
 """A release whose process dies mid-release is rolled back by the `prefect.flow-run.Crashed`
-trigger of rollback/local. A crashed process can emit nothing itself: the worker reports the
+trigger of rollback/sandbox. A crashed process can emit nothing itself: the worker reports the
 crash, and the rollback decides from the release record."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 from prefect.client.schemas.objects import StateType
 
 from tests.e2e.conftest import (
-    LOCAL_FRONTEND,
+    SANDBOX_FRONTEND,
     new_version,
     read,
     rolled_back_to,
@@ -32,14 +32,14 @@ def process_tree(pid: int) -> list[int]:
 
 def test_a_release_killed_in_its_bake_window_is_rolled_back_by_itself():
     good = new_version("e2e-before-crash")
-    assert wait_final(start("release/local", version=good).id).state.is_completed()
+    assert wait_final(start("release/sandbox", version=good).id).state.is_completed()
     since = datetime.now(UTC)
 
     doomed = new_version("e2e-crash")
-    run = start("release/local", version=doomed, bake_seconds=600)
+    run = start("release/sandbox", version=doomed, bake_seconds=600)
     wait_until(
         "the new version serving (the release is in its bake window)",
-        lambda: served_version(LOCAL_FRONTEND) == doomed,
+        lambda: served_version(SANDBOX_FRONTEND) == doomed,
         timeout=300,
     )
     pid = wait_until("the run's process id", lambda: read(run.id).infrastructure_pid)

@@ -21,7 +21,7 @@ from prefect.flow_runs import resume_flow_run
 from flows.lock import lock_name
 from flows.release import release
 from tests.e2e.conftest import (
-    LOCAL_FRONTEND,
+    SANDBOX_FRONTEND,
     new_version,
     read,
     served_version,
@@ -34,22 +34,25 @@ from tests.e2e.conftest import (
 def test_two_releases_started_at_once_only_one_runs():
     version = new_version("e2e-twice")
 
-    first, second = start("release/local", version=version), start("release/local", version=version)
+    first, second = (
+        start("release/sandbox", version=version),
+        start("release/sandbox", version=version),
+    )
     states = sorted(wait_final(run.id).state.type.value for run in (first, second))
 
     assert states == ["CANCELLED", "COMPLETED"]
-    assert served_version(LOCAL_FRONTEND) == version
+    assert served_version(SANDBOX_FRONTEND) == version
 
 
 def test_release_while_the_environment_is_locked_is_refused_with_a_message():
-    before = served_version(LOCAL_FRONTEND)
-    with concurrency(lock_name("local"), occupy=1, strict=True):
-        state = release("local", new_version("e2e-locked"), return_state=True)
+    before = served_version(SANDBOX_FRONTEND)
+    with concurrency(lock_name("sandbox"), occupy=1, strict=True):
+        state = release("sandbox", new_version("e2e-locked"), return_state=True)
 
     assert state.is_failed()
-    assert "another release or rollback of 'local' is running" in state.message
+    assert "another release or rollback of 'sandbox' is running" in state.message
     assert "nothing was changed" in state.message
-    assert served_version(LOCAL_FRONTEND) == before
+    assert served_version(SANDBOX_FRONTEND) == before
 
 
 def paused_run(deployment: str, **parameters) -> Any:
@@ -64,35 +67,35 @@ def paused_run(deployment: str, **parameters) -> Any:
 
 
 @pytest.fixture(scope="module")
-def local_baseline() -> str:
-    """`local` serves a version of this module before the approval tests start."""
+def sandbox_baseline() -> str:
+    """`sandbox` serves a version of this module before the approval tests start."""
     version = new_version("e2e-base")
-    assert wait_final(start("release/local", version=version).id).state.is_completed()
+    assert wait_final(start("release/sandbox", version=version).id).state.is_completed()
     return version
 
 
-def test_a_release_that_requires_approval_waits_then_goes_on(local_baseline):
+def test_a_release_that_requires_approval_waits_then_goes_on(sandbox_baseline):
     version = new_version("e2e-approved")
 
-    run = paused_run("release/local", version=version, require_approval=True)
-    assert served_version(LOCAL_FRONTEND) == local_baseline, "nothing changed while paused"
+    run = paused_run("release/sandbox", version=version, require_approval=True)
+    assert served_version(SANDBOX_FRONTEND) == sandbox_baseline, "nothing changed while paused"
     resume_flow_run(run.id, run_input={"approve": True, "comment": "looks right"})
 
     assert wait_final(run.id).state.is_completed()
-    assert served_version(LOCAL_FRONTEND) == version
+    assert served_version(SANDBOX_FRONTEND) == version
 
 
-def test_a_rejected_release_changes_nothing(local_baseline):
-    before = served_version(LOCAL_FRONTEND)
+def test_a_rejected_release_changes_nothing(sandbox_baseline):
+    before = served_version(SANDBOX_FRONTEND)
     version = new_version("e2e-rejected")
 
-    run = paused_run("release/local", version=version, require_approval=True)
+    run = paused_run("release/sandbox", version=version, require_approval=True)
     resume_flow_run(run.id, run_input={"approve": False, "comment": "not today"})
 
     final = wait_final(run.id).state
     assert final.is_cancelled(), final
     assert "rejected" in final.message and "not today" in final.message
-    assert served_version(LOCAL_FRONTEND) == before
+    assert served_version(SANDBOX_FRONTEND) == before
 
 
 def stand_in(service: str) -> Any:
@@ -166,7 +169,7 @@ def test_cli_run_with_an_all_digits_version_as_the_ci_example_does():
             str(prefect),
             "deployment",
             "run",
-            "release/local",
+            "release/sandbox",
             "--params",
             f'{{"version": "{version}"}}',
             "--watch",
@@ -178,7 +181,7 @@ def test_cli_run_with_an_all_digits_version_as_the_ci_example_does():
     )
 
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert served_version(LOCAL_FRONTEND) == version
+    assert served_version(SANDBOX_FRONTEND) == version
 
 
 def test_staging_releases_nightly_from_the_main_branch():

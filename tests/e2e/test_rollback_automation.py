@@ -1,4 +1,4 @@
-"""A broken release to `local` is rolled back by the automation, with no failed request."""
+"""A broken release to `sandbox` is rolled back by the automation, with no failed request."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from benchmarks.load import SteadyLoad
 from tests.e2e.conftest import (
-    LOCAL_FRONTEND,
+    SANDBOX_FRONTEND,
     new_version,
     page_version,
     rolled_back_to,
@@ -22,15 +22,15 @@ def page_ok(response) -> bool:
 
 def test_broken_release_is_rolled_back_by_itself_without_failed_requests():
     good = new_version("e2e-good")
-    assert wait_final(start("release/local", version=good).id).state.is_completed()
-    assert served_version(LOCAL_FRONTEND) == good
+    assert wait_final(start("release/sandbox", version=good).id).state.is_completed()
+    assert served_version(SANDBOX_FRONTEND) == good
     since = datetime.now(UTC)
 
     # Health turns to 500 five seconds after start: the deploy passes, the smoke checks fail.
-    with SteadyLoad(LOCAL_FRONTEND + "/", rate=25, max_seconds=600, check=page_ok) as load:
+    with SteadyLoad(SANDBOX_FRONTEND + "/", rate=25, max_seconds=600, check=page_ok) as load:
         broken = wait_final(
             start(
-                "release/local",
+                "release/sandbox",
                 version=f"{good}-broken",
                 build_args={"BREAK_AFTER_SECONDS": "5"},
             ).id

@@ -16,7 +16,7 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 from prefect.client.orchestration import get_client
 
-from tests.e2e.conftest import LOCAL_FRONTEND, new_version, read, served_version
+from tests.e2e.conftest import SANDBOX_FRONTEND, new_version, read, served_version
 
 pytestmark = pytest.mark.e2e
 
@@ -95,7 +95,7 @@ def final_state_shown(page: Page, timeout: float) -> str:
 
 def test_release_started_from_the_deployment_page_completes(browser_page: Page, tmp_path: Path):
     version = new_version("ui")
-    deployment = deployment_id("release/local")
+    deployment = deployment_id("release/sandbox")
 
     with screenshot_on_failure(browser_page, tmp_path / "ui.png"):
         start_custom_run(browser_page, deployment, version)
@@ -105,5 +105,5 @@ def test_release_started_from_the_deployment_page_completes(browser_page: Page, 
     run = read(run_id)
     assert run.deployment_id == deployment
     assert run.state.is_completed(), run.state
-    assert {"version": version, "environment": "local"}.items() <= run.parameters.items()
-    assert served_version(LOCAL_FRONTEND) == version
+    assert {"version": version, "environment": "sandbox"}.items() <= run.parameters.items()
+    assert served_version(SANDBOX_FRONTEND) == version

@@ -176,7 +176,9 @@ class FakeTarget:
             backup_id=backup_id, location=f"/backups/{backup_id}.dump", size_bytes=10, detail="fake"
         )
 
-    def migrate(self, image: str, direction: str, steps: int = 1) -> MigrationResult:
+    def migrate(
+        self, image: str, direction: str, steps: int = 1, expected: tuple = ()
+    ) -> MigrationResult:
         self._call(f"migrate:{direction}:{steps}" if direction == "down" else "migrate:up")
         if direction == "down":
             self.schema -= steps

@@ -57,8 +57,8 @@ def free_port_block(size: int) -> int:
 
 def app_psql(sql: str, database: str | None = None) -> None:
     """Run SQL as the app role (it may create databases): what a test environment needs. In
-    `local`'s database unless another is named."""
-    db = load_description("local")["target"]["database"]
+    `sandbox`'s database unless another is named."""
+    db = load_description("sandbox")["target"]["database"]
     env = {
         **os.environ,
         "PGHOST": db["host"],
@@ -70,8 +70,12 @@ def app_psql(sql: str, database: str | None = None) -> None:
     subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql], env=env, check=True)
 
 
-def make_description(name: str, database: str, **overrides: Any) -> dict[str, Any]:
-    description = load_description("local")
+def make_description(
+    name: str, database: str, base_on: str = "sandbox", **overrides: Any
+) -> dict[str, Any]:
+    """`base_on`'s description (sandbox: the stand-ins; local: the real stack) with this
+    environment's own database, ports and image repositories."""
+    description = load_description(base_on)
     base = free_port_block(6)
     description["target"]["port_base"] = base + 2
     description["target"]["database"]["database"] = database
@@ -94,14 +98,21 @@ class Scratch:
     description: dict[str, Any]
 
 
-def create_environment(prefix: str, workdir: Path) -> Scratch:
-    """A fresh environment `<prefix>-<random>` with its own database and a copy of the sample app."""
+def create_environment(
+    prefix: str, workdir: Path, app: str = "flowmasters", base_on: str = "sandbox"
+) -> Scratch:
+    """A fresh environment `<prefix>-<random>` with its own database and a copy of the sample
+    app `examples/<app>` (the stand-ins; flowmasters-payload with base_on="local": the real one)."""
     name = f"{prefix}-{uuid.uuid4().hex[:6]}"
     database = f"fm_{name.replace('-', '_')}"
     app_psql(f"CREATE DATABASE {database}")
-    source = workdir / name / "flowmasters"
-    shutil.copytree(REPO / "examples" / "flowmasters", source)
-    description = make_description(name, database)
+    source = workdir / name / app
+    shutil.copytree(
+        REPO / "examples" / app,
+        source,
+        ignore=shutil.ignore_patterns("node_modules", ".next", "media"),
+    )
+    description = make_description(name, database, base_on)
     register_environment(name, description)
     return Scratch(name=name, database=database, source=source, description=description)
 
@@ -113,6 +124,8 @@ def remove_environment(name: str, database: str | None) -> None:
             all=True, filters={"label": f"flowmasters.environment={name}"}
         ):
             container.remove(force=True)
+        for volume in client.volumes.list(filters={"label": f"flowmasters.environment={name}"}):
+            volume.remove(force=True)
         for image in client.images.list():
             for tag in image.tags:
                 if f"/{name}/" in tag:  # untag only: other environments may share the layers

@@ -18,7 +18,7 @@ SECRET = f"secret-{uuid.uuid4().hex}"
 
 
 def aws_description() -> dict:
-    description = load_description("local")
+    description = load_description("sandbox")
     description["target"] = {
         "type": "aws",
         "credentials": {

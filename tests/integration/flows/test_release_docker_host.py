@@ -196,7 +196,7 @@ def test_version_failing_its_checks_ends_failed_and_emits_checks_failed(
 
 
 def test_no_secret_in_logs_artifacts_or_the_record(environment: TestEnvironment):
-    password_file = Path(load_description("local")["target"]["database"]["password_file"])
+    password_file = Path(load_description("sandbox")["target"]["database"]["password_file"])
     password = password_file.read_text().strip()
     assert len(environment.runs) >= 5
 

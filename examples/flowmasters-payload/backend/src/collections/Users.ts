@@ -1,0 +1,9 @@
+import type { CollectionConfig } from 'payload'
+
+/** Editors who log in to the admin. */
+export const Users: CollectionConfig = {
+  slug: 'users',
+  admin: { useAsTitle: 'email' },
+  auth: true,
+  fields: [],
+}
