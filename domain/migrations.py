@@ -123,7 +123,8 @@ def refuse_dev_push(rows: Sequence[Applied], table: MigrationTable, database: st
     if not pushed:
         return None
     return (
-        f"the database {database} has a development 'push' record in {table.name} "
+        f"the database of environment '{database}' has a development 'push' record in "
+        f"{table.name} "
         f"({', '.join(str(r.name) for r in pushed)}, batch {table.dev_push_batch}): its schema "
         "was changed outside the migrations, and Payload's CLI exits 0 without migrating over "
         f"it. Nothing was changed. Make the schema match the committed migrations, then delete "

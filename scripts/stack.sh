@@ -86,6 +86,7 @@ install_packages() {
   command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
   command -v curl >/dev/null || missing+=(curl)
   command -v git >/dev/null || missing+=(git)
+  command -v wrk >/dev/null || missing+=(wrk)
   if ((${#missing[@]})); then
     say "installing Debian packages: ${missing[*]}"
     apt-get update -qq

@@ -102,8 +102,10 @@ def read_status(
     the status command's JSON; `available`/`pending` only where the status command reports them."""
     _, spec = owner_of(env)
     rows = read_table(spec.table) if spec.table else None
-    if rows is not None:
-        applied = tuple(r.name for r in rows if r not in rules.dev_push_rows(rows, spec.table))
+    if spec.table and rows is not None:
+        if why := rules.refuse_dev_push(rows, spec.table, env.name):
+            raise ReleaseError(why)  # at the plan, before anything is built or changed
+        applied = tuple(r.name for r in rows)
         return SchemaStatus(
             applied=applied, available=(), pending=(), schema_version=rules.latest(rows)
         )

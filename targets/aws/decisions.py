@@ -251,14 +251,19 @@ class AwsNames(NamedTuple):
     security_groups: list[str]
 
 
+def output_key(name: str, suffix: str) -> str:
+    """The stack output of a service or image: backend-migrator -> BackendMigratorRepositoryUri."""
+    return "".join(part.capitalize() for part in name.split("-")) + suffix
+
+
 def resolve_names(given: dict[str, Any], outputs: dict[str, str], services: list[str]) -> AwsNames:
     """Block fields first, then infra/cloudformation/flowmasters.yaml's outputs
-    (ClusterName, <Service>ServiceName, <Service>RepositoryUri, DBInstanceIdentifier,
+    (ClusterName, <Service>ServiceName, <Image>RepositoryUri, DBInstanceIdentifier,
     DistributionId, <Service>TargetGroupArn, PrivateSubnetIds, ServiceSecurityGroupId)."""
 
     def per_service(field: str, suffix: str, convert=lambda v: v) -> dict[str, str]:
-        found = {s: convert(outputs[f"{s.capitalize()}{suffix}"]) for s in services
-                 if f"{s.capitalize()}{suffix}" in outputs}  # fmt: skip
+        found = {s: convert(outputs[output_key(s, suffix)]) for s in services
+                 if output_key(s, suffix) in outputs}  # fmt: skip
         return {**found, **(given.get(field) or {})}
 
     def listed(field: str, output: str) -> list[str]:

@@ -93,7 +93,8 @@ class AwsRuntime(migrations.OneOffMigrations):
         )  # fmt: skip
         with aws_errors("stack outputs"):
             outputs = self.stack.outputs()
-        return resolve_names(given, outputs, [s.name for s in self.env.ordered()])
+        # Services and images (a migrator is an image, not a service) by their names.
+        return resolve_names(given, outputs, [name for name, _, _ in self.env.images()])
 
     def _required(self, value: str | None, what: str, output: str) -> str:
         if not value:

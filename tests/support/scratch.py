@@ -84,7 +84,7 @@ def make_description(
         service["repository"] = f"{name}/{service['name']}"
         service["public_url"] = backend_url if service["name"] == "backend" else frontend_url
         if service["name"] == "frontend":
-            service["env"] = {"BACKEND_URL": backend_url}
+            service["env"] = {**service.get("env", {}), "BACKEND_URL": backend_url}
     for key, value in overrides.items():
         description["target"][key] = expand(value)
     return description

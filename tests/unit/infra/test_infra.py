@@ -28,6 +28,7 @@ PIPELINE_OUTPUTS = [
     "BackendServiceName",
     "FrontendServiceName",
     "BackendRepositoryUri",
+    "BackendMigratorRepositoryUri",
     "FrontendRepositoryUri",
     "DBInstanceIdentifier",
     "DistributionId",
@@ -131,7 +132,11 @@ def test_ecr_repositories_are_immutable_scanned_and_keep_the_last_30_images():
     repositories = resources_of_type("AWS::ECR::Repository")
     names = sorted(name_for(r["Properties"]["RepositoryName"]) for r in repositories.values())
 
-    assert names == [f"flowmasters-{ENV}/backend", f"flowmasters-{ENV}/frontend"]
+    assert names == [
+        f"flowmasters-{ENV}/backend",
+        f"flowmasters-{ENV}/backend-migrator",
+        f"flowmasters-{ENV}/frontend",
+    ]
     for name, repository in repositories.items():
         props = repository["Properties"]
         assert props["ImageTagMutability"] == "IMMUTABLE", name

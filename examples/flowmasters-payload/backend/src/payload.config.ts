@@ -14,14 +14,16 @@ import { migrations } from './migrations'
 
 const dirname = path.dirname(fileURLToPath(import.meta.url))
 
-/** The database URL: DATABASE_URL, or libpq's PG* variables (what the Docker-host target and the
- * stand-ins get), so one image runs with either. */
+/** The database URL: DATABASE_URL, or libpq's PG* variables (what the AWS template's task
+ * definition gives: PGPASSWORD from Secrets Manager, PGSSLMODE=require), so one image runs with
+ * either. */
 function databaseUrl(): string {
   if (process.env.DATABASE_URL) return process.env.DATABASE_URL
-  const { PGHOST, PGPORT = '5432', PGDATABASE, PGUSER, PGPASSWORD = '' } = process.env
+  const { PGHOST, PGPORT = '5432', PGDATABASE, PGUSER, PGPASSWORD = '', PGSSLMODE } = process.env
   if (!PGHOST || !PGDATABASE || !PGUSER) return ''
   const auth = `${encodeURIComponent(PGUSER)}:${encodeURIComponent(PGPASSWORD)}`
-  return `postgres://${auth}@${PGHOST}:${PGPORT}/${encodeURIComponent(PGDATABASE)}`
+  const ssl = PGSSLMODE ? `?sslmode=${encodeURIComponent(PGSSLMODE)}` : ''
+  return `postgres://${auth}@${PGHOST}:${PGPORT}/${encodeURIComponent(PGDATABASE)}${ssl}`
 }
 
 /** Media go to S3 when a bucket is named (AWS: the template's media bucket); else to the
@@ -52,7 +54,8 @@ export default buildConfig({
     pool: { connectionString: databaseUrl(), max: Number(process.env.DATABASE_POOL_MAX || 10) },
     push: false,
     migrationDir: path.resolve(dirname, 'migrations'),
-    prodMigrations: undefined,
+    // No prodMigrations: the release pipeline runs `payload migrate` once, in the migrator image,
+    // after a backup. Migrating at start would run in every instance at once, with no lock.
   }),
   sharp,
   plugins: storage,

@@ -352,6 +352,15 @@ def test_names_come_from_the_stack_outputs():
     )
 
 
+def test_a_migrator_image_finds_its_repository_in_the_outputs():
+    outputs = {**OUTPUTS, "BackendMigratorRepositoryUri": "1.dkr.ecr/flowmasters-staging/backend-migrator"}
+
+    names = resolve_names({}, outputs, ["backend-migrator", "backend", "frontend"])
+
+    assert names.repositories["backend-migrator"] == "flowmasters-staging/backend-migrator"
+    assert "backend-migrator" not in names.services
+
+
 def test_names_in_the_block_win_over_the_outputs():
     given = {
         "cluster": "shared",

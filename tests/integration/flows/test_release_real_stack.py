@@ -1,0 +1,215 @@
+"""The real stack (examples/flowmasters-payload: Payload CMS 3 and Next.js) through the pipeline,
+on a real Docker-host environment, in the order a team would meet it:
+
+v1 to an empty environment -> a dev-push record refused before anything is built -> a migration
+that fails (exit 1) leaves schema and versions as they were -> v2 (a migration adds a field) under
+load from wrk, with no failed request -> rollback with migrate_down returns both services and the
+schema; an upload made at v1 is still served at every step.
+
+The tests share one environment and run in file order. Nothing is faked: Node images built from
+the lock files, Payload's own CLI in the migrator image, PostgreSQL, HAProxy, the Prefect server.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from benchmarks.wrk import Wrk
+from flows.release import release
+from flows.rollback import rollback
+from tests.integration.conftest import TestEnvironment, task_states
+from tests.support.scratch import create_environment, remove_environment
+
+REPO = Path(__file__).resolve().parents[3]
+APP = REPO / "examples" / "flowmasters-payload"
+OVERLAYS = REPO / "tests" / "fixtures" / "payload"
+INITIAL = "20261202_011058_initial"
+SUMMARY = "20261202_012647_page_summary"
+VERSION_IN_PAGE = 'data%-dpl%-id="([^"]+)"'  # Next.js stamps the deployment id (our version)
+RUN = uuid.uuid4().hex[:6]
+V1, V2 = f"cms1-{RUN}", f"cms2-{RUN}"
+
+
+@pytest.fixture(scope="module")
+def cms(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestEnvironment]:
+    """A fresh environment described like `local` (the real stack), with its own database."""
+    workdir = tmp_path_factory.mktemp("cms")
+    scratch = create_environment("cms", workdir, app="flowmasters-payload", base_on="local")
+    try:
+        yield TestEnvironment(scratch.name, scratch.source, scratch.description)
+    finally:
+        remove_environment(scratch.name, scratch.database)
+
+
+def source(env: TestEnvironment, variant: str | None) -> Path:
+    """A copy of the app with an overlay of tests/fixtures/payload (None: the app as committed)."""
+    path = env.source.parent / (variant or "committed")
+    if not path.exists():
+        shutil.copytree(env.source, path)
+        if variant:
+            shutil.copytree(OVERLAYS / variant, path, dirs_exist_ok=True)
+    return path
+
+
+def run(env: TestEnvironment, version: str, variant: str | None = None):
+    state = release(env.name, version, str(source(env, variant)), return_state=True)
+    return state, state.state_details.flow_run_id
+
+
+def sql(env: TestEnvironment, query: str) -> list[str]:
+    db = env.description["target"]["database"]
+    result = subprocess.run(
+        ["psql", "-X", "-A", "-t", "-c", query],
+        env={
+            **os.environ,
+            "PGHOST": db["host"],
+            "PGPORT": str(db["port"]),
+            "PGUSER": db["username"],
+            "PGDATABASE": db["database"],
+            "PGPASSWORD": Path(db["password_file"]).read_text().strip(),
+        },
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [line for line in result.stdout.splitlines() if line]
+
+
+def applied(env: TestEnvironment) -> list[str]:
+    return sql(env, "SELECT name || ':' || batch FROM payload_migrations ORDER BY id")
+
+
+def columns(env: TestEnvironment, table: str) -> set[str]:
+    return set(
+        sql(env, f"SELECT column_name FROM information_schema.columns WHERE table_name='{table}'")
+    )
+
+
+def versions(env: TestEnvironment) -> tuple[str, str, str]:
+    """(backend, frontend, backend as the frontend sees it), from their health answers."""
+    front = env.health("frontend")
+    return env.health("backend")["version"], front["version"], front["backend"]["version"]
+
+
+class Editor:
+    """An editor using Payload's REST API: the first user, then uploads and pages."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.headers: dict[str, str] = {}
+
+    def sign_up(self) -> None:
+        body = {"email": f"editor-{RUN}@example.invalid", "password": f"pw-{uuid.uuid4().hex}"}
+        answer = httpx.post(f"{self.base}/api/users/first-register", json=body, timeout=30)
+        answer.raise_for_status()
+        self.headers = {"Authorization": f"JWT {answer.json()['token']}"}
+
+    def upload(self, name: str, content: bytes) -> str:
+        answer = httpx.post(
+            f"{self.base}/api/media",
+            headers=self.headers,
+            files={"file": (name, content, "image/png")},
+            data={"_payload": '{"alt": "the logo"}'},
+            timeout=30,
+        )
+        answer.raise_for_status()
+        return answer.json()["doc"]["filename"]
+
+    def media(self, filename: str) -> bytes:
+        answer = httpx.get(f"{self.base}/api/media/file/{filename}", timeout=30)
+        answer.raise_for_status()
+        return answer.content
+
+    def add_page(self, **fields: str) -> dict:
+        answer = httpx.post(f"{self.base}/api/pages", headers=self.headers, json=fields, timeout=30)
+        answer.raise_for_status()
+        return answer.json()["doc"]
+
+
+SEEN: dict[str, str] = {}  # what an earlier test of this module made (it runs in file order)
+LOGO = b"\x89PNG\r\n\x1a\n" + uuid.uuid4().bytes * 64  # any bytes: Payload stores them as given
+
+
+@pytest.fixture(scope="module")
+def editor(cms: TestEnvironment) -> Editor:
+    return Editor(cms.url("backend"))
+
+
+def test_v1_of_the_real_stack_to_an_empty_environment(cms: TestEnvironment, editor: Editor):
+    state, _ = run(cms, V1)
+
+    assert state.is_completed(), state.message
+    assert versions(cms) == (V1, V1, V1)
+    assert applied(cms) == [f"{INITIAL}:1"]
+    record = cms.record()
+    assert record.migrations_applied == [INITIAL]
+    assert set(record.images) == {"backend", "backend-migrator", "frontend"}
+    editor.sign_up()
+    SEEN["logo"] = editor.upload(f"logo-{RUN}.png", LOGO)
+    editor.add_page(title="Welcome", slug=f"welcome-{RUN}")
+    assert "Welcome" in httpx.get(cms.url("frontend") + "/", timeout=30).text
+
+
+def test_a_dev_push_record_is_refused_before_anything_is_built(cms: TestEnvironment):
+    sql(cms, "INSERT INTO payload_migrations (name, batch) VALUES ('dev', -1)")
+    try:
+        state, flow_run_id = run(cms, f"push-{RUN}", "v2")
+    finally:
+        sql(cms, "DELETE FROM payload_migrations WHERE batch = -1")
+
+    assert state.is_failed()
+    assert "development 'push' record in payload_migrations (dev, batch -1)" in state.message
+    assert "DELETE FROM payload_migrations WHERE batch = -1" in state.message
+    assert not any(name.startswith(("build-", "push-")) for name in task_states(flow_run_id))
+    assert versions(cms) == (V1, V1, V1)
+    assert "summary" not in columns(cms, "pages")
+
+
+def test_a_failing_migration_leaves_schema_and_versions_unchanged(cms: TestEnvironment):
+    state, _ = run(cms, f"broken-{RUN}", "broken-migration")
+
+    assert state.is_failed()
+    assert "migrate" in state.message and "exited 1" in state.message
+    assert applied(cms) == [f"{INITIAL}:1"]
+    assert "teaser" not in columns(cms, "pages")
+    assert versions(cms) == (V1, V1, V1)
+
+
+def test_v2_with_a_new_field_under_load_fails_no_request(cms: TestEnvironment, editor: Editor):
+    with (
+        Wrk(cms.url("frontend") + "/", connections=10, version_pattern=VERSION_IN_PAGE) as front,
+        Wrk(cms.url("backend") + "/api/pages?limit=10&depth=0", connections=10) as api,
+    ):
+        state, _ = run(cms, V2, "v2")
+
+    assert state.is_completed(), state.message
+    for load in (front.result, api.result):
+        print(load.summary())
+        assert load.failed == 0, load.summary()
+        assert load.requests >= 100, load.summary()
+    assert set(front.result.versions) == {V1, V2}, "the switch happened under the load"
+    assert versions(cms) == (V2, V2, V2)
+    assert applied(cms) == [f"{INITIAL}:1", f"{SUMMARY}:2"]
+    assert cms.record().migrations_applied == [SUMMARY]
+    editor.add_page(title="News", slug=f"news-{RUN}", summary="served by v2")
+    assert "served by v2" in httpx.get(cms.url("frontend") + "/", timeout=30).text
+    assert editor.media(SEEN["logo"]) == LOGO
+
+
+def test_rollback_returns_both_services_and_the_schema(cms: TestEnvironment, editor: Editor):
+    result = rollback(cms.name, migrate_down=True)
+
+    assert result["status"] == "rolled back", result
+    assert versions(cms) == (V1, V1, V1)
+    assert applied(cms) == [f"{INITIAL}:1"]
+    assert "summary" not in columns(cms, "pages")
+    assert editor.media(SEEN["logo"]) == LOGO
+    assert "Welcome" in httpx.get(cms.url("frontend") + "/", timeout=30).text
