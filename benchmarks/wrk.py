@@ -108,7 +108,9 @@ class Wrk:
         version_pattern: str | None = None,
     ) -> None:
         if shutil.which("wrk") is None:
-            raise RuntimeError("wrk is not installed: `apt-get install wrk` (scripts/stack.sh does)")
+            raise RuntimeError(
+                "wrk is not installed: `apt-get install wrk` (scripts/stack.sh does)"
+            )
         self.url = url
         version_line = VERSION_LINE % json.dumps(version_pattern) if version_pattern else ""
         self._dir = Path(tempfile.mkdtemp(prefix="fm-wrk-"))

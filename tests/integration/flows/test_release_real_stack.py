@@ -213,3 +213,16 @@ def test_rollback_returns_both_services_and_the_schema(cms: TestEnvironment, edi
     assert "summary" not in columns(cms, "pages")
     assert editor.media(SEEN["logo"]) == LOGO
     assert "Welcome" in httpx.get(cms.url("frontend") + "/", timeout=30).text
+
+
+def test_v2_again_after_the_rollback_reapplies_its_migration_without_a_build(
+    cms: TestEnvironment, editor: Editor
+):
+    state, flow_run_id = run(cms, V2, "v2")
+
+    assert state.is_completed(), state.message
+    built = {n: s for n, s in task_states(flow_run_id).items() if n.startswith("build-")}
+    assert built and set(built.values()) == {"Cached"}, built
+    assert versions(cms) == (V2, V2, V2)
+    assert applied(cms) == [f"{INITIAL}:1", f"{SUMMARY}:2"]
+    assert editor.media(SEEN["logo"]) == LOGO, "the upload survived two releases and a rollback"

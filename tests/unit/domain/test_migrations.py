@@ -65,7 +65,9 @@ def test_a_table_without_a_dev_push_batch_never_refuses():
 
 def test_down_command_replaces_steps_or_runs_once():
     stand_in = MigrationSpec(command=("m", "up"), down_command=("m", "down", "--steps", "{steps}"))
-    payload = MigrationSpec(command=("payload", "migrate"), down_command=("payload", "migrate:down"))
+    payload = MigrationSpec(
+        command=("payload", "migrate"), down_command=("payload", "migrate:down")
+    )
 
     assert rules.down_command(stand_in, 3) == (["m", "down", "--steps", "3"], 1)
     assert rules.down_command(payload, 3) == (["payload", "migrate:down"], 1)

@@ -353,7 +353,10 @@ def test_names_come_from_the_stack_outputs():
 
 
 def test_a_migrator_image_finds_its_repository_in_the_outputs():
-    outputs = {**OUTPUTS, "BackendMigratorRepositoryUri": "1.dkr.ecr/flowmasters-staging/backend-migrator"}
+    outputs = {
+        **OUTPUTS,
+        "BackendMigratorRepositoryUri": "1.dkr.ecr/flowmasters-staging/backend-migrator",
+    }
 
     names = resolve_names({}, outputs, ["backend-migrator", "backend", "frontend"])
 
