@@ -39,6 +39,7 @@ DEFAULTS = {
     "FM_REGISTRY_PORT": "5000",
     "FM_POSTGRES_PORT": "5433",
     "FM_BASE_IMAGE": "flowmasters/base:bookworm",
+    "FM_NODE_IMAGE": "flowmasters/node:24.19.0",  # scripts/stack.sh makes it from a wheel
     "FM_AWS_REGION": "eu-west-1",
     "FM_AWS_ENDPOINT_URL": "",  # empty: AWS itself; scripts/stack.sh sets its moto stand-in
     # A stack change can take CloudFormation half an hour; scripts/stack.sh lowers this for its
@@ -68,7 +69,6 @@ def expand(value: Any) -> Any:
 
 
 SECTIONS = {"name", "target", "services", "checks", "build_args", "source", "secrets"}
-REPO_ROOT = HERE.parent.parent
 
 
 def load_description(name: str) -> dict[str, Any]:
@@ -83,8 +83,10 @@ def load_description(name: str) -> dict[str, Any]:
 
 
 def read_description(path: Path) -> dict[str, Any]:
-    """A description file, its ${VARS} expanded and a relative `source` made absolute (relative
-    to the file's folder; this repository's own descriptions name paths from its root)."""
+    """A description file, its ${VARS} expanded. A relative `source` in a file kept elsewhere
+    (beside a team's app) is made absolute from the file's folder; this repository's own
+    descriptions keep theirs relative to its root, which is also where a run with
+    `git_repository` looks in its checkout."""
     if not path.is_file():
         raise ReleaseError(f"no environment description at {path}: give the YAML file's path")
     description = expand(yaml.safe_load(path.read_text()) or {})
@@ -96,9 +98,8 @@ def read_description(path: Path) -> dict[str, Any]:
             f"{path}: unknown section(s) {unknown}; the sections are {sorted(SECTIONS)}"
         )
     source = description.get("source")
-    if source and not Path(source).is_absolute():
-        base = REPO_ROOT if path.resolve().parent == HERE else path.resolve().parent
-        description["source"] = str((base / source).resolve())
+    if source and not Path(source).is_absolute() and path.resolve().parent != HERE:
+        description["source"] = str((path.resolve().parent / source).resolve())
     return description
 
 

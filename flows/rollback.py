@@ -122,7 +122,8 @@ def revert_migrations(env: Environment, record: ReleaseRecord, report: Report) -
             return
         released = record.images.get(owner.migrator_image() or "") or record.images[owner.name]
         image = released.split("@")[0]
-        result = run_migrations(env, image, "down", len(record.migrations_applied))
+        applied = tuple(record.migrations_applied)
+        result = run_migrations(env, image, "down", len(applied), expected=applied)
         row.result = f"schema version {result.schema_version}"
         row.changed = f"reverted {list(result.reverted)}" if result.reverted else ""
 

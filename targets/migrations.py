@@ -129,8 +129,9 @@ def migrate(
     steps: int = 1,
     expected: Sequence[MigrationId] = (),
 ) -> MigrationResult:
-    """Apply the pending migrations (`up`; `expected` must be recorded afterwards) or revert the
-    latest `steps` (`down`) with `image`, judging the run by the table where it is readable."""
+    """Apply the pending migrations (`up`: `expected` must be recorded afterwards) or revert the
+    latest `steps` (`down`: `expected` must be gone afterwards) with `image`, judging the run by
+    the table where it is readable."""
     _, spec = owner_of(env)
     table = spec.table
     before = read_table(table) if table else None
@@ -191,6 +192,13 @@ def _judged(
             applied=applied,
             schema_version=rules.latest(after),
             changed=bool(applied),
+        )
+    still = [m for m in expected if m in recorded]
+    if still:
+        raise ReleaseError(
+            f"the down migrations in {image} exited 0, but {table.name} still records {still}: "
+            f"they were not reverted. The services already run the earlier version; revert them "
+            f"by hand against {environment}'s database, or restore the release's backup"
         )
     gone = rules.reverted(before, after)
     return MigrationResult(

@@ -1,6 +1,6 @@
 import pytest
 
-from deployments.register import expand
+from deployments.register import expand, load_description, read_description
 from domain.errors import ReleaseError
 
 
@@ -35,3 +35,31 @@ class TestExpand:
             "target": {"proxy_dir": "/tmp/stack/proxy", "port_base": 9100},
             "services": [{"name": "backend", "env": {"APP_ENV": "staging"}}, None, True],
         }
+
+
+class TestDescriptionFiles:
+    """A description kept beside a team's app (`--file`), and this repository's own."""
+
+    def test_a_relative_source_is_taken_from_the_files_folder(self, tmp_path):
+        app = tmp_path / "acme-site"
+        (app / "deploy").mkdir(parents=True)
+        path = app / "deploy" / "local.yaml"
+        path.write_text("source: ..\ntarget: {type: docker-host}\nservices: []\n")
+
+        assert read_description(path)["source"] == str(app)
+
+    def test_this_repositorys_descriptions_keep_their_source_relative_to_its_root(self):
+        # What the worker's working directory and a git checkout are both rooted at.
+        assert load_description("local")["source"] == "examples/flowmasters-payload"
+        assert load_description("sandbox")["source"] == "examples/flowmasters"
+
+    def test_an_unknown_section_is_refused_with_the_known_ones(self, tmp_path):
+        path = tmp_path / "web.yaml"
+        path.write_text("target: {type: docker-host}\nservices: []\nservice: []\n")
+
+        with pytest.raises(ReleaseError, match=r"unknown section\(s\) \['service'\]; the sections"):
+            read_description(path)
+
+    def test_a_missing_file_says_what_to_give(self, tmp_path):
+        with pytest.raises(ReleaseError, match=r"no environment description at .*nope\.yaml"):
+            read_description(tmp_path / "nope.yaml")

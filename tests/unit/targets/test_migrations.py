@@ -230,3 +230,13 @@ def test_status_comes_from_the_table_without_running_anything():
     assert run.commands == []
     assert status.applied == (INITIAL.name, SUMMARY.name)
     assert status.schema_version == SUMMARY.name
+
+
+def test_down_that_exits_0_but_leaves_the_release_recorded_fails():
+    run = OneOff(CommandRun(0, ()))
+    table = Table((INITIAL, SUMMARY))  # nothing was reverted
+
+    with pytest.raises(ReleaseError) as error:
+        migrations.migrate(CMS, run, table, "fm/cms-migrator:v2", "down", expected=[SUMMARY.name])
+
+    assert f"payload_migrations still records ['{SUMMARY.name}']" in str(error.value)
