@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import socket
 import subprocess
 import time
@@ -122,6 +123,17 @@ def parse_stat(csv_text: str) -> dict[tuple[str, str], ServerState]:
     return states
 
 
+def is_serving(status: str) -> bool:
+    """Whether HAProxy sends traffic to a server in this `show stat` status. "UP 1/2" is up with
+    one failed check (HAProxy keeps it in rotation until `fall` checks fail); "DOWN 1/2" is down
+    with one passed check (not in rotation until `rise`); NOLB, DRAIN and MAINT take no new
+    traffic. The status is parsed, never compared as one string."""
+    state, _, progress = status.strip().partition(" ")
+    if state != "UP":
+        return False
+    return progress == "" or re.fullmatch(r"\d+/\d+", progress) is not None
+
+
 def live_slot(states: Mapping[tuple[str, str], ServerState], backend: str) -> int | None:
     """The slot taking traffic: the one not in maintenance (the first, mid-switch)."""
     for slot in SLOTS:
@@ -190,7 +202,9 @@ class HaproxyAdmin:
         self.set_state(backend, new, "ready")
         new_key = (backend, server_name(new))
         self.wait_for(
-            f"{new_key[1]} of {backend} is UP", lambda s: s[new_key].status == "UP", timeout=30
+            f"{new_key[1]} of {backend} is UP",
+            lambda s: is_serving(s[new_key].status),
+            timeout=30,
         )
         if old is None or old == new:
             return

@@ -391,7 +391,7 @@ class DockerHostRuntime(migrations.OneOffMigrations):
             backend = self._backend(name)
             slot = proxy.live_slot(states, backend)
             status = states[(backend, proxy.server_name(slot))].status if slot is not None else "-"
-            if slot is None or status != "UP":
+            if slot is None or not proxy.is_serving(status):
                 raise ReleaseError(f"load balancer: {name} has no healthy live server ({status})")
             routes.append(f"{name} -> slot{slot} ({status})")
         return EdgeResult(

@@ -379,7 +379,7 @@ def test_a_failed_migration_raises_and_changes_nothing(target, monkeypatch, aws)
     with pytest.raises(ReleaseError) as failed:
         target.migrate(moto_service_image("backend"), "up")
     message = str(failed.value)
-    assert "migrations in" in message
+    assert "`python3 /app/migrate.py up` in " in message  # the command and its image
     assert "exited 1; nothing after this step ran" in message
     assert "ERROR: syntax error" in message
     assert {n: moto_service(n).task_definition for n in ("backend", "frontend")} == before

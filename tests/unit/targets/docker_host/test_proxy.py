@@ -6,6 +6,7 @@ from targets.docker_host.proxy import (
     ServiceRoute,
     check_ports,
     ephemeral_range,
+    is_serving,
     live_slot,
     parse_stat,
     public_port,
@@ -171,6 +172,35 @@ class TestParseStat:
 
     def test_header_only_means_no_servers(self):
         assert parse_stat("# " + ",".join(COLUMNS) + ",\n\n") == {}
+
+
+class TestIsServing:
+    """HAProxy's transitional statuses, as `show stat` prints them, decide whether a server is
+    in rotation: "UP 1/2" (one check failed, still serving) is up; "DOWN 1/2" is not yet."""
+
+    @pytest.mark.parametrize(
+        ("status", "serving"),
+        [
+            ("UP", True),
+            ("UP 1/2", True),
+            ("UP 2/3", True),
+            ("DOWN", False),
+            ("DOWN 1/2", False),
+            ("NOLB", False),
+            ("DRAIN", False),
+            ("MAINT", False),
+            ("MAINT (resolution)", False),
+            ("no check", False),
+        ],
+    )
+    def test_status(self, status, serving):
+        assert is_serving(status) is serving
+
+    def test_read_from_a_show_stat_line(self):
+        line = stat_row("be_local_backend", "slot1", "UP 1/2", scur="4", check_status="L7TOUT")
+        states = parse_stat("# " + ",".join(COLUMNS) + ",\n" + line + "\n")
+
+        assert is_serving(states[("be_local_backend", "slot1")].status) is True
 
 
 class TestLiveSlot:
