@@ -101,11 +101,16 @@ def render_config(
             f"backend {be}",
             f"    option httpchk GET {route.health_path}",
             "    http-check expect status 200",
+            # A slow answer is not a dead server: a check may take 5 s (without this, `inter`,
+            # 1 s, is the whole check's timeout, and under load the only server of a backend
+            # was taken out while it still served). A refused connection still fails at once,
+            # so a dead server is out after 3 checks (about 3 s).
+            "    timeout check 5s",
         ]
         for slot, port in zip(SLOTS, route.slot_ports, strict=True):
             disabled = "" if live.get(route.service) == slot else " disabled"
             lines.append(
-                f"    server {server_name(slot)} 127.0.0.1:{port} check inter 1s fall 2 rise 1{disabled}"
+                f"    server {server_name(slot)} 127.0.0.1:{port} check inter 1s fall 3 rise 1{disabled}"
             )
     return "\n".join(lines) + "\n"
 

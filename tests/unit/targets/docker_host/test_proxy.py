@@ -31,24 +31,26 @@ class TestRenderConfig:
             "backend be_staging_backend\n"
             "    option httpchk GET /api/health\n"
             "    http-check expect status 200\n"
-            "    server slot0 127.0.0.1:9100 check inter 1s fall 2 rise 1 disabled\n"
-            "    server slot1 127.0.0.1:9101 check inter 1s fall 2 rise 1\n"
+            "    timeout check 5s\n"
+            "    server slot0 127.0.0.1:9100 check inter 1s fall 3 rise 1 disabled\n"
+            "    server slot1 127.0.0.1:9101 check inter 1s fall 3 rise 1\n"
             "frontend fe_staging_frontend\n"
             "    bind 127.0.0.1:8080\n"
             "    default_backend be_staging_frontend\n"
             "backend be_staging_frontend\n"
             "    option httpchk GET /health\n"
             "    http-check expect status 200\n"
-            "    server slot0 127.0.0.1:9110 check inter 1s fall 2 rise 1 disabled\n"
-            "    server slot1 127.0.0.1:9111 check inter 1s fall 2 rise 1 disabled\n"
+            "    timeout check 5s\n"
+            "    server slot0 127.0.0.1:9110 check inter 1s fall 3 rise 1 disabled\n"
+            "    server slot1 127.0.0.1:9111 check inter 1s fall 3 rise 1 disabled\n"
         )
 
     def test_live_slot0_enables_slot0_only(self):
         lines = render_config("prod", ROUTES[:1], {"backend": 0}).splitlines()
 
         assert lines[-2:] == [
-            "    server slot0 127.0.0.1:9100 check inter 1s fall 2 rise 1",
-            "    server slot1 127.0.0.1:9101 check inter 1s fall 2 rise 1 disabled",
+            "    server slot0 127.0.0.1:9100 check inter 1s fall 3 rise 1",
+            "    server slot1 127.0.0.1:9101 check inter 1s fall 3 rise 1 disabled",
         ]
 
     def test_service_missing_from_live_has_both_slots_disabled(self):
