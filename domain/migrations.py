@@ -65,6 +65,13 @@ class MigrationSpec(Frozen):
     table: MigrationTable | None = Field(
         default=None, description="Read after each run; what it lacks fails the release."
     )
+    table_command: tuple[str, ...] | None = Field(
+        default=None,
+        description="Where the pipeline cannot reach the database itself (AWS: RDS in private "
+        "subnets): the command, run like the others, that prints the table as one JSON line "
+        'last, {"rows": [[name, batch], ...]} in order or {"rows": null} while there is no '
+        "table. The table's name and its two columns are appended to it.",
+    )
     folder: str | None = Field(
         default=None, description="Folder of the migration files, in the build context."
     )
@@ -147,6 +154,29 @@ def latest(rows: Sequence[Applied]) -> MigrationId | None:
     """The schema version: the last applied migration."""
     real = [r for r in rows if r.batch is None or r.batch >= 0]
     return real[-1].name if real else None
+
+
+def table_command(spec: MigrationSpec) -> list[str]:
+    """The table command with its arguments: the table, its name column, its batch column."""
+    assert spec.table_command is not None and spec.table is not None
+    table = spec.table
+    return [*spec.table_command, table.name, table.name_column, table.batch_column or ""]
+
+
+def table_rows(data: object) -> tuple[Applied, ...] | None:
+    """The rows a table command printed (None: no table yet); ValueError when it is not the
+    shape the contract names."""
+    if not isinstance(data, dict) or "rows" not in data:
+        raise ValueError('expected {"rows": [[name, batch], ...]} or {"rows": null}')
+    rows = data["rows"]
+    if rows is None:
+        return None
+    if not isinstance(rows, list) or not all(isinstance(r, list) and len(r) == 2 for r in rows):
+        raise ValueError(f'"rows" must be a list of [name, batch] pairs, not {rows!r:.200}')
+    return tuple(
+        Applied(name=as_id(str(name)), batch=None if batch is None else int(batch))
+        for name, batch in rows
+    )
 
 
 def down_command(spec: MigrationSpec, steps: int) -> tuple[list[str], int]:

@@ -43,9 +43,11 @@ class RunOnce(Protocol):
 
 
 class ReadTable(Protocol):
-    """The rows of the migration table (empty: no table yet), or None: not readable here."""
+    """The rows of the migration table (empty: no table yet), or None: not readable here.
+    `image` is the one the migration commands run in, for a target that reads the table
+    through the app's table command."""
 
-    def __call__(self, table: MigrationTable) -> tuple[Applied, ...] | None: ...
+    def __call__(self, table: MigrationTable, image: str) -> tuple[Applied, ...] | None: ...
 
 
 def result_line(lines: list[str] | tuple[str, ...]) -> dict[str, Any] | None:
@@ -101,7 +103,7 @@ def read_status(
     """Applied migrations and the schema version: from the table where it is readable, else from
     the status command's JSON; `available`/`pending` only where the status command reports them."""
     _, spec = owner_of(env)
-    rows = read_table(spec.table) if spec.table else None
+    rows = read_table(spec.table, image) if spec.table else None
     if spec.table and rows is not None:
         if why := rules.refuse_dev_push(rows, spec.table, env.name):
             raise ReleaseError(why)  # at the plan, before anything is built or changed
@@ -134,7 +136,7 @@ def migrate(
     the table where it is readable."""
     _, spec = owner_of(env)
     table = spec.table
-    before = read_table(table) if table else None
+    before = read_table(table, image) if table else None
     if table and before is not None and (why := rules.refuse_dev_push(before, table, env.name)):
         raise ReleaseError(why)
     if direction == "up":
@@ -147,10 +149,34 @@ def migrate(
             )
         command, _ = rules.down_command(spec, steps)
         data = run(env, run_once, image, command)
-    after = read_table(table) if table else None
+    after = read_table(table, image) if table else None
     if table is None or before is None or after is None:
         return _from_json(direction, data)
     return _judged(env.name, image, direction, table, before, after, expected)
+
+
+def read_by_command(env: EnvironmentSpec, run_once: RunOnce, image: str) -> tuple[Applied, ...]:
+    """The migration table as the app's table command prints it, run in `image` (empty: no
+    table yet): how a target that cannot reach the database reads it."""
+    owner, spec = owner_of(env)
+    command = rules.table_command(spec)
+    done = run_once(owner, image, command)
+    shown = " ".join(command)
+    if done.exit_code != 0:
+        tail = "\n".join(done.stderr or done.stdout)[-1000:].strip()
+        raise ReleaseError(
+            f"reading the migration table with `{shown}` in {image} failed (exit "
+            f"{done.exit_code}{f', {done.why}' if done.why else ''}); nothing was changed. "
+            f"Its output:\n{tail}"
+        )
+    try:
+        rows = rules.table_rows(result_line(done.stdout))
+    except ValueError as exc:
+        raise ReleaseError(
+            f"`{shown}` in {image} did not print the migration table as the table_command "
+            f"contract says ({exc}); its last lines: {list(done.stdout[-3:])!r}"
+        ) from exc
+    return rows or ()
 
 
 def _from_json(direction: Direction, data: dict[str, Any] | None) -> MigrationResult:
@@ -216,7 +242,7 @@ class OneOffMigrations(ABC):
     def _run_once(self, owner: ServiceSpec, image: str, command: list[str]) -> CommandRun: ...
 
     @abstractmethod
-    def _read_table(self, table: MigrationTable) -> tuple[Applied, ...] | None: ...
+    def _read_table(self, table: MigrationTable, image: str) -> tuple[Applied, ...] | None: ...
 
     def schema_status(self, image: str) -> SchemaStatus:
         return read_status(self.env, self._run_once, self._read_table, image)

@@ -351,11 +351,14 @@ class AwsRuntime(migrations.OneOffMigrations):
             interval=self.block.poll_seconds,
         )
 
-    def _read_table(self, table: MigrationTable) -> tuple[Applied, ...] | None:
-        """None: the pipeline has no network path to RDS (private subnets), so on AWS a
-        migration is judged by its exit code and, with `output: json`, by its result line.
-        The table check and the dev-push refusal are Docker-host only for now (README)."""
-        return None
+    def _read_table(self, table: MigrationTable, image: str) -> tuple[Applied, ...] | None:
+        """The pipeline has no network path to RDS (private subnets): the table is read by the
+        app's `table_command`, in a one-off task of `image` like the migrations. Without one
+        (None), a migration is judged by its exit code and, with `output: json`, its result."""
+        _, spec = migrations.owner_of(self.env)
+        if spec.table_command is None:
+            return None
+        return migrations.read_by_command(self.env, self._run_once, image)
 
     # -- steps 5-6: services -------------------------------------------------------------------
 

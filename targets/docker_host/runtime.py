@@ -241,7 +241,8 @@ class DockerHostRuntime(migrations.OneOffMigrations):
     def restore_database(self, backup: Backup) -> None:
         database.restore(self.block.database, Path(backup.location))
 
-    def _read_table(self, table: MigrationTable) -> tuple[Applied, ...]:
+    def _read_table(self, table: MigrationTable, image: str) -> tuple[Applied, ...]:
+        """Directly, with psql: the database is on this host (`image` is not needed)."""
         return database.read_migration_table(self.block.database, table)
 
     def _run_once(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -397,8 +398,15 @@ class FakeMigrationContainer:
     container "prints" `lines` to the task's CloudWatch Logs stream and "exits" with `code`.
     moto then moves the task to STOPPED by itself after a few describe_tasks calls."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, code: int, lines: list[str]):
+    def __init__(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        code: int,
+        lines: list[str],
+        answer: Callable[[list[str]], tuple[int, list[str]]] | None = None,
+    ):
         self.backend, self.code, self.lines = ecs_backend(), code, lines
+        self.answer = answer or (lambda command: (self.code, self.lines))
         self.run = self.backend.run_task
         self.commands: list[list[str]] = []
         monkeypatch.setattr(self.backend, "run_task", self.run_task)
@@ -408,14 +416,15 @@ class FakeMigrationContainer:
         logs = logs_backends[ACCOUNT][REGION]
         for task in tasks:
             container = task.containers[0]
-            container.exitCode = self.code
             override = task.overrides["containerOverrides"][0]
             self.commands.append(override["command"])
+            container.exitCode, lines = self.answer(override["command"])
             stream = f"fm/{container.name}/{task.task_arn.rsplit('/', 1)[-1]}"
             logs.create_log_stream(LOG_GROUP, stream)
             now = int(time.time() * 1000)
-            events = [{"timestamp": now + i, "message": m} for i, m in enumerate(self.lines)]
-            logs.put_log_events(LOG_GROUP, stream, events)
+            events = [{"timestamp": now + i, "message": m} for i, m in enumerate(lines)]
+            if events:
+                logs.put_log_events(LOG_GROUP, stream, events)
         return tasks
 
 

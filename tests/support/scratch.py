@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,10 +100,15 @@ class Scratch:
 
 
 def create_environment(
-    prefix: str, workdir: Path, app: str = "flowmasters", base_on: str = "sandbox"
+    prefix: str,
+    workdir: Path,
+    app: str = "flowmasters",
+    base_on: str = "sandbox",
+    edit: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> Scratch:
     """A fresh environment `<prefix>-<random>` with its own database and a copy of the sample
-    app `examples/<app>` (the stand-ins; flowmasters-payload with base_on="local": the real one)."""
+    app `examples/<app>` (the stand-ins; flowmasters-payload with base_on="local": the real one).
+    `edit(name, description)` may change the description before it is registered."""
     name = f"{prefix}-{uuid.uuid4().hex[:6]}"
     database = f"fm_{name.replace('-', '_')}"
     app_psql(f"CREATE DATABASE {database}")
@@ -113,6 +119,8 @@ def create_environment(
         ignore=shutil.ignore_patterns("node_modules", ".next", "media"),
     )
     description = make_description(name, database, base_on)
+    if edit:
+        edit(name, description)
     register_environment(name, description)
     return Scratch(name=name, database=database, source=source, description=description)
 

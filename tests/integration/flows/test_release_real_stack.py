@@ -6,12 +6,19 @@ that fails (exit 1) leaves schema and versions as they were -> v2 (a migration a
 load from wrk, with no failed request -> rollback with migrate_down returns both services and the
 schema; an upload made at v1 is still served at every step.
 
-The tests share one environment and run in file order. Nothing is faked: Node images built from
+Then the same images in a second environment whose media go to S3 (Payload's S3 storage adapter,
+as the AWS template configures it) instead of a volume: an upload survives two releases and a
+rollback, and lives in the bucket, not in any container.
+
+The tests share their environments and run in file order. Nothing is faked: Node images built from
 the lock files, Payload's own CLI in the migrator image, PostgreSQL, HAProxy, the Prefect server.
+S3 is moto's server (real HTTP on 127.0.0.1; no machine here may reach AWS), which the backend's
+AWS SDK talks to as it would to S3.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -19,8 +26,11 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
+import docker
 import httpx
 import pytest
+from moto.server import ThreadedMotoServer
 
 from benchmarks.wrk import Wrk
 from flows.release import release
@@ -32,7 +42,8 @@ REPO = Path(__file__).resolve().parents[3]
 APP = REPO / "examples" / "flowmasters-payload"
 OVERLAYS = REPO / "tests" / "fixtures" / "payload"
 INITIAL = "20261202_011058_initial"
-SUMMARY = "20261202_012647_page_summary"
+STORAGE = "20261202_044906_media_storage_fields"  # the S3 storage plugin's columns, always there
+SUMMARY = "20261202_044927_page_summary"  # v2's
 VERSION_IN_PAGE = 'data%-dpl%-id="([^"]+)"'  # Next.js stamps the deployment id (our version)
 RUN = uuid.uuid4().hex[:6]
 V1, V2 = f"cms1-{RUN}", f"cms2-{RUN}"
@@ -99,6 +110,28 @@ def versions(env: TestEnvironment) -> tuple[str, str, str]:
     return env.health("backend")["version"], front["version"], front["backend"]["version"]
 
 
+def table_by_reader(env: TestEnvironment, image: str) -> list[str]:
+    """payload_migrations as the app's table_command prints it (what the AWS target reads, in a
+    one-off task), run here in `image` against the environment's real database."""
+    db = env.description["target"]["database"]
+    password = Path(db["password_file"]).read_text().strip()
+    url = f"postgres://{db['username']}:{password}@{db['host']}:{db['port']}/{db['database']}"
+    client = docker.DockerClient(base_url=os.environ["DOCKER_HOST"])
+    try:
+        out = client.containers.run(
+            image,
+            ["node", "scripts/migration-table.mjs", "payload_migrations", "name", "batch"],
+            environment={"DATABASE_URL": url},
+            network_mode="host",
+            labels={"flowmasters.environment": env.name},
+            remove=True,
+        )
+    finally:
+        client.close()
+    rows = json.loads(out.decode().strip().splitlines()[-1])["rows"]
+    return [f"{name}:{batch}" for name, batch in rows]
+
+
 class Editor:
     """An editor using Payload's REST API: the first user, then uploads and pages."""
 
@@ -120,7 +153,7 @@ class Editor:
             data={"_payload": '{"alt": "the logo"}'},
             timeout=30,
         )
-        answer.raise_for_status()
+        assert answer.status_code == 201, f"upload: {answer.status_code} {answer.text[:2000]}"
         return answer.json()["doc"]["filename"]
 
     def media(self, filename: str) -> bytes:
@@ -148,10 +181,12 @@ def test_v1_of_the_real_stack_to_an_empty_environment(cms: TestEnvironment, edit
 
     assert state.is_completed(), state.message
     assert versions(cms) == (V1, V1, V1)
-    assert applied(cms) == [f"{INITIAL}:1"]
+    assert applied(cms) == [f"{INITIAL}:1", f"{STORAGE}:1"]
     record = cms.record()
-    assert record.migrations_applied == [INITIAL]
+    assert record.migrations_applied == [INITIAL, STORAGE]
     assert set(record.images) == {"backend", "backend-migrator", "frontend"}
+    for image in ("backend-migrator", "backend"):  # the AWS table reader, in both images
+        assert table_by_reader(cms, record.images[image]) == applied(cms), image
     editor.sign_up()
     SEEN["logo"] = editor.upload(f"logo-{RUN}.png", LOGO)
     editor.add_page(title="Welcome", slug=f"welcome-{RUN}")
@@ -178,7 +213,7 @@ def test_a_failing_migration_leaves_schema_and_versions_unchanged(cms: TestEnvir
 
     assert state.is_failed()
     assert "migrate" in state.message and "exited 1" in state.message
-    assert applied(cms) == [f"{INITIAL}:1"]
+    assert applied(cms) == [f"{INITIAL}:1", f"{STORAGE}:1"]
     assert "teaser" not in columns(cms, "pages")
     assert versions(cms) == (V1, V1, V1)
 
@@ -197,8 +232,9 @@ def test_v2_with_a_new_field_under_load_fails_no_request(cms: TestEnvironment, e
         assert load.requests >= 100, load.summary()
     assert set(front.result.versions) == {V1, V2}, "the switch happened under the load"
     assert versions(cms) == (V2, V2, V2)
-    assert applied(cms) == [f"{INITIAL}:1", f"{SUMMARY}:2"]
+    assert applied(cms) == [f"{INITIAL}:1", f"{STORAGE}:1", f"{SUMMARY}:2"]
     assert cms.record().migrations_applied == [SUMMARY]
+    assert table_by_reader(cms, cms.record().images["backend-migrator"]) == applied(cms)
     editor.add_page(title="News", slug=f"news-{RUN}", summary="served by v2")
     assert "served by v2" in httpx.get(cms.url("frontend") + "/", timeout=30).text
     assert editor.media(SEEN["logo"]) == LOGO
@@ -209,7 +245,7 @@ def test_rollback_returns_both_services_and_the_schema(cms: TestEnvironment, edi
 
     assert result["status"] == "rolled back", result
     assert versions(cms) == (V1, V1, V1)
-    assert applied(cms) == [f"{INITIAL}:1"]
+    assert applied(cms) == [f"{INITIAL}:1", f"{STORAGE}:1"]
     assert "summary" not in columns(cms, "pages")
     assert editor.media(SEEN["logo"]) == LOGO
     assert "Welcome" in httpx.get(cms.url("frontend") + "/", timeout=30).text
@@ -224,5 +260,90 @@ def test_v2_again_after_the_rollback_reapplies_its_migration_without_a_build(
     built = {n: s for n, s in task_states(flow_run_id).items() if n.startswith("build-")}
     assert built and set(built.values()) == {"Cached"}, built
     assert versions(cms) == (V2, V2, V2)
-    assert applied(cms) == [f"{INITIAL}:1", f"{SUMMARY}:2"]
+    assert applied(cms) == [f"{INITIAL}:1", f"{STORAGE}:1", f"{SUMMARY}:2"]
     assert editor.media(SEEN["logo"]) == LOGO, "the upload survived two releases and a rollback"
+
+
+# -- media on S3 (the AWS template's way), the same images in a second environment ---------------
+
+BUCKET = f"fm-media-{RUN}"
+
+
+@pytest.fixture(scope="module")
+def s3_url() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def bucket(s3_url: str):
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=s3_url,
+        region_name="us-east-1",
+        aws_access_key_id="AKIAFMMEDIATEST00001",
+        aws_secret_access_key="fm-media-secret-key-test",
+    )
+    s3.create_bucket(Bucket=BUCKET)
+    return s3
+
+
+@pytest.fixture(scope="module")
+def cms_s3(
+    tmp_path_factory: pytest.TempPathFactory, s3_url: str, bucket
+) -> Iterator[TestEnvironment]:
+    """Described like `local`, but the backend stores media in BUCKET (no media volume), with
+    the bucket's keys given as secrets, as ECS gives its task role's."""
+    workdir = tmp_path_factory.mktemp("cms-s3")
+    keys = {
+        "AWS_ACCESS_KEY_ID": "AKIAFMMEDIATEST00001",
+        "AWS_SECRET_ACCESS_KEY": "fm-media-secret-key-test",
+    }
+
+    def to_s3(name: str, description: dict) -> None:
+        backend = next(s for s in description["services"] if s["name"] == "backend")
+        backend.pop("volumes", None)
+        backend["env"] = {
+            **backend.get("env", {}),
+            "MEDIA_BUCKET": BUCKET,
+            "MEDIA_S3_ENDPOINT": s3_url,
+            "AWS_REGION": "us-east-1",
+        }
+        for variable, value in keys.items():
+            block = f"{name}-{variable.lower().replace('_', '-')}"
+            (workdir / block).write_text(value)
+            description.setdefault("secrets", {})[block] = {"password_file": str(workdir / block)}
+            backend["secret_env"][variable] = block
+
+    scratch = create_environment(
+        "cms-s3", workdir, app="flowmasters-payload", base_on="local", edit=to_s3
+    )
+    try:
+        yield TestEnvironment(scratch.name, scratch.source, scratch.description)
+    finally:
+        remove_environment(scratch.name, scratch.database)
+
+
+def test_media_on_s3_survive_two_releases_and_a_rollback(cms: TestEnvironment, cms_s3, bucket):
+    """The images of the tests above (same versions, same sources: their layers are reused)."""
+    editor = Editor(cms_s3.url("backend"))
+    state = release(cms_s3.name, V1, str(source(cms, None)), return_state=True)
+    assert state.is_completed(), state.message
+    editor.sign_up()
+    logo = editor.upload(f"s3-logo-{RUN}.png", LOGO)
+    stored = bucket.get_object(Bucket=BUCKET, Key=logo)["Body"].read()
+    assert stored == LOGO, "the upload is in the bucket"
+    assert not cms_s3.containers(service="backend")[0].attrs["Mounts"], "and in no volume"
+
+    state = release(cms_s3.name, V2, str(source(cms, "v2")), return_state=True)
+    assert state.is_completed(), state.message
+    assert editor.media(logo) == LOGO
+    result = rollback(cms_s3.name, migrate_down=True)
+    assert result["status"] == "rolled back", result
+    assert versions(cms_s3) == (V1, V1, V1)
+    assert editor.media(logo) == LOGO, "the upload survived two releases and a rollback"

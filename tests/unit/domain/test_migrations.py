@@ -122,3 +122,15 @@ def test_the_stand_in_shorthand_is_the_json_contract():
     assert spec.table == MigrationTable(
         name="schema_migrations", name_column="version", batch_column=None
     )
+
+
+def test_table_rows_reads_pairs_and_null_is_no_table():
+    rows = rules.table_rows({"rows": [["20261202_011058_initial", "1"], ["dev", -1], [7, None]]})
+    assert rows == (
+        Applied(name="20261202_011058_initial", batch=1),
+        Applied(name="dev", batch=-1),
+        Applied(name=7, batch=None),
+    )
+    assert rules.table_rows({"rows": None}) is None
+    with pytest.raises(ValueError):
+        rules.table_rows({"applied": []})

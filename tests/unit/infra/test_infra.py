@@ -192,11 +192,16 @@ def test_task_definitions_are_fargate_awsvpc_and_the_backend_reads_its_password_
     assert "BACKEND_URL" in {e["Name"] for e in frontend["Environment"]}
 
 
-def test_backend_health_check_defaults_to_api_health():
+def test_container_health_checks_default_to_node_asking_api_health():
+    """ECS ignores the image's HEALTHCHECK; the Node images have no curl or python. The list is
+    comma-delimited, so a comma in the script would cut it in pieces."""
     parameters = template()["Parameters"]
 
     assert parameters["BackendHealthCheckPath"]["Default"] == "/api/health"
-    assert "/api/health" in parameters["BackendHealthCheckCommand"]["Default"].split(",")
+    for name in ("BackendHealthCheckCommand", "FrontendHealthCheckCommand"):
+        kind, program, flag, script = parameters[name]["Default"].split(",")
+        assert (kind, program, flag) == ("CMD", "node", "-e")
+        assert "'http://127.0.0.1:'+process.env.PORT+'/api/health'" in script
 
 
 def test_database_is_encrypted_snapshotted_on_delete_and_its_password_is_no_parameter():
@@ -449,3 +454,30 @@ def test_pipeline_needs_no_secret_values():
     actions = {a for s in statements() for a in as_list(s["Action"])}
 
     assert not [a for a in actions if a.startswith(("secretsmanager:", "ssm:", "kms:"))]
+
+
+@pytest.mark.parametrize("environment", ["staging", "production"])
+def test_every_image_an_aws_environment_builds_has_its_repository_in_the_template(
+    environment, monkeypatch
+):
+    """staging/production build the real stack's three images (backend, its migrator,
+    frontend); each is pushed to the repository the stack names in an output, so each must
+    have one (a missing one fails the release at push, after the builds)."""
+    from deployments.register import load_description
+    from domain.environment import EnvironmentSpec
+    from targets.aws.decisions import output_key
+
+    for name in ("FM_STAGING_URL", "FM_PRODUCTION_URL", "FM_NODE_IMAGE"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    description = load_description(environment)
+    spec = EnvironmentSpec(name=environment, services=tuple(description["services"]))
+    outputs = template()["Outputs"]
+    images = [name for name, _, _ in spec.images()]
+
+    assert images == ["backend-migrator", "backend", "frontend"]
+    for image in images:
+        output = output_key(image, "RepositoryUri")
+        assert output in outputs, output
+        resource = outputs[output]["Value"]["Fn::GetAtt"][0]
+        repository = template()["Resources"][resource]["Properties"]["RepositoryName"]
+        assert name_for(repository, environment) == spec.repository_of(image)

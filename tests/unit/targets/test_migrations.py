@@ -42,7 +42,7 @@ class OneOff:
         return self.run
 
 
-def unreadable(table: MigrationTable) -> None:
+def unreadable(table: MigrationTable, image: str) -> None:
     """A target that cannot read the migration table (AWS): the JSON result decides."""
     return None
 
@@ -165,7 +165,7 @@ class Table:
     def __init__(self, rows: tuple[Applied, ...], then: tuple[Applied, ...] | None = None):
         self.reads, self.rows, self.then = 0, rows, then
 
-    def __call__(self, table: MigrationTable) -> tuple[Applied, ...]:
+    def __call__(self, table: MigrationTable, image: str) -> tuple[Applied, ...]:
         self.reads += 1
         if self.reads > 1 and self.then is not None:
             return self.then
@@ -240,3 +240,80 @@ def test_down_that_exits_0_but_leaves_the_release_recorded_fails():
         migrations.migrate(CMS, run, table, "fm/cms-migrator:v2", "down", expected=[SUMMARY.name])
 
     assert f"payload_migrations still records ['{SUMMARY.name}']" in str(error.value)
+
+
+# -- where the target cannot reach the database (AWS): the app's table command ------------------
+
+READER = PAYLOAD.model_copy(update={"table_command": ("node", "scripts/migration-table.mjs")})
+CMS_ON_AWS = CMS.model_copy(
+    update={"services": (CMS.services[0].model_copy(update={"migrations": READER}),)}
+)
+
+
+class Answers:
+    """Plays a one-off runner whose answer depends on the command: the table reader prints
+    the next of `tables`, anything else exits with `code`."""
+
+    def __init__(self, *tables: object, code: int = 0) -> None:
+        self.tables, self.code, self.commands = list(tables), code, []
+
+    def __call__(self, owner: ServiceSpec, image: str, command: list[str]) -> CommandRun:
+        self.commands.append(command)
+        if command[:2] == ["node", "scripts/migration-table.mjs"]:
+            return CommandRun(0, ("connecting", json.dumps(self.tables.pop(0))))
+        return CommandRun(self.code, ())
+
+
+def read(run: Answers):
+    return lambda table, image: migrations.read_by_command(CMS_ON_AWS, run, image)
+
+
+def test_the_table_command_gets_the_table_and_its_columns_and_its_rows_are_read():
+    run = Answers({"rows": [[INITIAL.name, "1"]]}, {"rows": [[INITIAL.name, 1], [SUMMARY.name, 2]]})
+
+    result = migrations.migrate(
+        CMS_ON_AWS, run, read(run), "fm/cms-migrator:v2", "up", expected=[SUMMARY.name]
+    )
+
+    reader = ["node", "scripts/migration-table.mjs", "payload_migrations", "name", "batch"]
+    assert run.commands == [reader, ["payload", "migrate"], reader]
+    assert result.applied == (SUMMARY.name,)
+
+
+def test_no_table_yet_is_no_rows():
+    run = Answers({"rows": None})
+
+    assert migrations.read_by_command(CMS_ON_AWS, run, "fm/cms-migrator:v1") == ()
+
+
+def test_a_silent_exit_0_is_caught_through_the_table_command_too():
+    run = Answers({"rows": [[INITIAL.name, 1]]}, {"rows": [[INITIAL.name, 1]]})
+
+    with pytest.raises(ReleaseError, match=r"does not record \['20261203_090000_page_summary'\]"):
+        migrations.migrate(
+            CMS_ON_AWS, run, read(run), "fm/cms-migrator:v2", "up", expected=[SUMMARY.name]
+        )
+
+
+def test_a_dev_push_record_read_by_the_table_command_is_refused_before_migrating():
+    run = Answers({"rows": [[INITIAL.name, 1], ["dev", -1]]})
+
+    with pytest.raises(ReleaseError, match="development 'push' record"):
+        migrations.migrate(CMS_ON_AWS, run, read(run), "fm/cms-migrator:v2", "up")
+    assert len(run.commands) == 1, "only the table was read"
+
+
+@pytest.mark.parametrize(
+    "printed, problem",
+    [
+        (CommandRun(0, ("no json here",)), 'expected {"rows"'),
+        (CommandRun(0, (json.dumps({"rows": [["a", 1, 2]]}),)), "[name, batch] pairs"),
+        (CommandRun(1, ("ECONNREFUSED 10.0.0.5:5432",)), "failed (exit 1)"),
+    ],
+)
+def test_a_table_command_that_breaks_its_contract_is_named(printed: CommandRun, problem: str):
+    with pytest.raises(ReleaseError) as error:
+        migrations.read_by_command(CMS_ON_AWS, lambda o, i, c: printed, "fm/cms-migrator:v2")
+
+    assert "node scripts/migration-table.mjs payload_migrations name batch" in str(error.value)
+    assert problem in str(error.value)

@@ -27,21 +27,24 @@ function databaseUrl(): string {
 }
 
 /** Media go to S3 when a bucket is named (AWS: the template's media bucket); else to the
- * `media/` folder, which the Docker-host target mounts from a named volume into every slot. */
+ * `media/` folder, which the Docker-host target mounts from a named volume into every slot.
+ * The storage plugin is always configured, with `alwaysInsertFields`: its columns (`prefix`,
+ * `_objectKey` on media) are then in the schema either way, so one set of committed migrations
+ * fits both (without it, an S3 deployment queries a column the migrations never made). */
 const mediaBucket = process.env.MEDIA_BUCKET
-const storage = mediaBucket
-  ? [
-      s3Storage({
-        collections: { media: true },
-        bucket: mediaBucket,
-        config: {
-          region: process.env.AWS_REGION,
-          endpoint: process.env.MEDIA_S3_ENDPOINT || undefined,
-          forcePathStyle: Boolean(process.env.MEDIA_S3_ENDPOINT),
-        },
-      }),
-    ]
-  : []
+const storage = [
+  s3Storage({
+    enabled: Boolean(mediaBucket),
+    alwaysInsertFields: true,
+    collections: { media: true },
+    bucket: mediaBucket || 'media-bucket-not-configured',
+    config: {
+      region: process.env.AWS_REGION,
+      endpoint: process.env.MEDIA_S3_ENDPOINT || undefined,
+      forcePathStyle: Boolean(process.env.MEDIA_S3_ENDPOINT),
+    },
+  }),
+]
 
 export default buildConfig({
   admin: { user: Users.slug, importMap: { baseDir: path.resolve(dirname) } },

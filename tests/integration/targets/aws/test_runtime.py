@@ -22,7 +22,9 @@ from typing import Any
 
 import pytest
 
+from domain.environment import EnvironmentSpec
 from domain.errors import ReleaseError
+from domain.migrations import MigrationSpec, MigrationTable
 from domain.results import BuiltImage
 from targets.aws.runtime import AwsRuntime
 from tests.support.moto_world import (
@@ -36,6 +38,7 @@ from tests.support.moto_world import (
     moto_service,
     moto_service_image,
     no_secret,
+    service_spec,
 )
 
 pytestmark = pytest.mark.integration
@@ -385,6 +388,71 @@ def test_a_failed_migration_raises_and_changes_nothing(target, monkeypatch, aws)
     assert {n: moto_service(n).task_definition for n in ("backend", "frontend")} == before
     assert len(aws("rds").describe_db_snapshots()["DBSnapshots"]) == snapshots
     assert aws("ecs").list_task_definitions()["taskDefinitionArns"] == revisions
+
+
+PAYLOAD_ON_AWS = EnvironmentSpec(
+    name="aws-test",
+    services=(
+        service_spec(
+            "backend",
+            1,
+            uses_database=True,
+            migrations=MigrationSpec(
+                command=("node_modules/.bin/payload", "migrate"),
+                image_target="migrator",
+                table=MigrationTable(name="payload_migrations"),
+                table_command=("node", "scripts/migration-table.mjs"),
+            ),
+        ),
+        service_spec("frontend", 2),
+    ),
+)
+INITIAL, SUMMARY = "20261202_011058_initial", "20261202_044927_page_summary"
+
+
+def payload_container(monkeypatch, tables: list[list[list]], migrate_code: int = 0):
+    """FAKE (moto runs no container): the table reader prints the next of `tables`; `payload
+    migrate` exits `migrate_code`, printing what Payload prints."""
+
+    def answer(command: list[str]) -> tuple[int, list[str]]:
+        if command[1] == "scripts/migration-table.mjs":
+            return 0, [json.dumps({"rows": tables.pop(0)})]
+        return migrate_code, [f"[09:00:00] INFO: Migrating: {SUMMARY}"]
+
+    return FakeMigrationContainer(monkeypatch, 0, [], answer=answer)
+
+
+def test_migrate_on_aws_is_judged_by_the_table_its_reader_prints(block, monkeypatch):
+    target = AwsRuntime(block, PAYLOAD_ON_AWS)
+    image = moto_service_image("backend")
+    container = payload_container(monkeypatch, [[[INITIAL, 1]], [[INITIAL, 1], [SUMMARY, 2]]])
+
+    result = target.migrate(image, "up", expected=[SUMMARY])
+
+    assert result.applied == (SUMMARY,) and result.schema_version == SUMMARY
+    reader = ["node", "scripts/migration-table.mjs", "payload_migrations", "name", "batch"]
+    assert container.commands == [reader, ["node_modules/.bin/payload", "migrate"], reader]
+
+
+def test_a_silent_exit_0_on_aws_fails_the_release(block, monkeypatch):
+    target = AwsRuntime(block, PAYLOAD_ON_AWS)
+    payload_container(monkeypatch, [[[INITIAL, 1]], [[INITIAL, 1]]])
+
+    with pytest.raises(ReleaseError) as failed:
+        target.migrate(moto_service_image("backend"), "up", expected=[SUMMARY])
+
+    assert f"does not record ['{SUMMARY}']: they did not run" in str(failed.value)
+
+
+def test_a_dev_push_record_on_aws_is_refused_at_the_plan(block, monkeypatch):
+    target = AwsRuntime(block, PAYLOAD_ON_AWS)
+    container = payload_container(monkeypatch, [[[INITIAL, 1], ["dev", -1]]])
+
+    with pytest.raises(ReleaseError) as refused:
+        target.schema_status(moto_service_image("backend"))
+
+    assert "development 'push' record in payload_migrations (dev, batch -1)" in str(refused.value)
+    assert len(container.commands) == 1, "only the table was read"
 
 
 # -- steps 5-6 ------------------------------------------------------------------------------------
