@@ -17,90 +17,25 @@ relative to the description's folder, so an app's description can name its own c
 from __future__ import annotations
 
 import argparse
-import os
-import re
 import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
 from prefect.blocks.system import Secret
 from prefect.client.orchestration import get_client
 
 from blocks.environment import FlowmastersEnvironment
+from deployments.descriptions import (  # noqa: F401  (expand and DEFAULTS: used by the tests)
+    DEFAULTS,
+    HERE,
+    expand,
+    load_description,
+    read_description,
+)
 from domain.errors import ReleaseError
 from flows.lock import lock_name
 from targets import registry
 from targets.secrets import read_secret
-
-HERE = Path(__file__).resolve().parent / "environments"
-DEFAULTS = {
-    "FM_STACK_DIR": "/var/lib/flowmasters",
-    "FM_REGISTRY_PORT": "5000",
-    "FM_POSTGRES_PORT": "5433",
-    "FM_BASE_IMAGE": "flowmasters/base:bookworm",
-    "FM_NODE_IMAGE": "flowmasters/node:24.19.0",  # scripts/stack.sh makes it from a wheel
-    "FM_AWS_REGION": "eu-west-1",
-    "FM_AWS_ENDPOINT_URL": "",  # empty: AWS itself; scripts/stack.sh sets its moto stand-in
-    # A stack change can take CloudFormation half an hour; scripts/stack.sh lowers this for its
-    # stand-in, which cannot create the whole stack and would otherwise keep a run waiting.
-    "FM_AWS_INFRASTRUCTURE_TIMEOUT": "3600",
-}
-
-
-def expand(value: Any) -> Any:
-    """Replace ${VAR} in every string; an unset variable without a default is an error."""
-    if isinstance(value, dict):
-        return {k: expand(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [expand(v) for v in value]
-    if not isinstance(value, str):
-        return value
-
-    def lookup(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name in os.environ:
-            return os.environ[name]
-        if name in DEFAULTS:
-            return DEFAULTS[name]
-        raise ReleaseError(f"${{{name}}} is used in an environment description but is not set")
-
-    return re.sub(r"\$\{([A-Z_][A-Z0-9_]*)\}", lookup, value)
-
-
-SECTIONS = {"name", "target", "services", "checks", "build_args", "source", "secrets"}
-
-
-def load_description(name: str) -> dict[str, Any]:
-    path = HERE / f"{name}.yaml"
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in HERE.glob("*.yaml")))
-        raise ReleaseError(
-            f"no description of environment '{name}' at {path} (known: {known}); a description "
-            "kept elsewhere is registered with --file PATH"
-        )
-    return read_description(path)
-
-
-def read_description(path: Path) -> dict[str, Any]:
-    """A description file, its ${VARS} expanded. A relative `source` in a file kept elsewhere
-    (beside a team's app) is made absolute from the file's folder; this repository's own
-    descriptions keep theirs relative to its root, which is also where a run with
-    `git_repository` looks in its checkout."""
-    if not path.is_file():
-        raise ReleaseError(f"no environment description at {path}: give the YAML file's path")
-    description = expand(yaml.safe_load(path.read_text()) or {})
-    if not isinstance(description, dict):
-        raise ReleaseError(f"{path} is not a mapping of sections ({', '.join(sorted(SECTIONS))})")
-    unknown = sorted(set(description) - SECTIONS)
-    if unknown:
-        raise ReleaseError(
-            f"{path}: unknown section(s) {unknown}; the sections are {sorted(SECTIONS)}"
-        )
-    source = description.get("source")
-    if source and not Path(source).is_absolute() and path.resolve().parent != HERE:
-        description["source"] = str((path.resolve().parent / source).resolve())
-    return description
 
 
 def register_secrets(name: str, secrets: dict[str, Any]) -> None:

@@ -23,3 +23,7 @@ class ReleasePlan(Frozen):
     services: tuple[ServicePlan, ...]
     pending_migrations: tuple[MigrationId, ...]
     migrations_note: str
+    # True when the pending list is complete: the source's declared migration folder minus what
+    # the migration table (or status command) records. Only then may "none pending" skip the
+    # migrate step; without a folder, "none" may only mean "unknown".
+    migrations_known: bool = False

@@ -50,13 +50,14 @@ def plan_release(env: Environment, builds: list[BuildSpec]) -> ReleasePlan:
         )
         for build in builds
     )
-    pending, note = _pending_migrations(env, target, builds, live)
+    pending, note, known = _pending_migrations(env, target, builds, live)
     return ReleasePlan(
         environment=env.name,
         version=builds[0].version,
         services=services,
         pending_migrations=pending,
         migrations_note=note,
+        migrations_known=known,
     )
 
 
@@ -69,21 +70,28 @@ def _current(live: dict[str, Revision | None], image: str) -> str:
 
 def _pending_migrations(
     env: Environment, target: Target, builds: list[BuildSpec], live: dict[str, Revision | None]
-) -> tuple[tuple[MigrationId, ...], str]:
-    """The source's migrations the database has not applied, and a note on how that was read:
-    available = the declared folder's files matching the pattern; applied = what the live app's
-    migration table (or status command) reports."""
+) -> tuple[tuple[MigrationId, ...], str, bool]:
+    """The source's migrations the database has not applied, a note on how that was read, and
+    whether the list is complete: available = the declared folder's files matching the pattern;
+    applied = what the live app's migration table (or status command) reports."""
     owner = env.spec.migration_owner()
     spec = owner.migration_spec() if owner else None
     if owner is None or spec is None:
-        return (), "no service owns migrations"
+        return (), "no service owns migrations", False
     build = next(b for b in builds if b.service == owner.name)
     folder = Path(build.context_dir) / spec.folder if spec.folder else None
     available = available_migrations(folder, spec.pattern) if folder else ()
+    known = folder is not None and folder.is_dir()  # a missing folder lists nothing: unknown
     running = live.get(owner.name)
     if running is None:
-        return available, "nothing deployed yet: every migration of the source counts as pending"
+        note = "nothing deployed yet: every migration of the source counts as pending"
+        return available, note, known
     status = target.schema_status(running.image)
     if folder is None:
-        return status.pending, f"as the app reports them; applied now: {list(status.applied)}"
-    return pending(available, status.applied), f"applied now: {list(status.applied) or 'none'}"
+        return (
+            status.pending,
+            f"as the app reports them; applied now: {list(status.applied)}",
+            False,
+        )
+    applied = f"applied now: {list(status.applied) or 'none'}"
+    return pending(available, status.applied), applied, known

@@ -123,9 +123,14 @@ def test_same_release_again_builds_pushes_and_backs_up_nothing(environment: Test
         "push-frontend": "Cached",
         next(n for n in states if n.startswith("backup-")): "Cached",
     }
+    assert not any(n.startswith("run-migrations") for n in states), "nothing was pending"
     assert {c.id for c in environment.containers() if c.status == "running"} == before
     assert environment.record().release_id == release_id
+    assert environment.record().schema_after == 2
     assert serving(environment) == ("v2", "v2", 2)
+    reported = "\n".join(run_texts([flow_run_id]))
+    assert "| migrate | nothing pending (applied now: [1, 2]): not run |" in reported
+    assert "probes x 1 round passed (nothing changed; v2 passed its checks" in reported
 
 
 def test_a_releases_backup_is_never_replaced_by_a_later_dump(environment: TestEnvironment):
