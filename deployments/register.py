@@ -25,6 +25,7 @@ from prefect.blocks.system import Secret
 from prefect.client.orchestration import get_client
 
 from blocks.environment import FlowmastersEnvironment
+from deployments import fingerprints
 from deployments.descriptions import (  # noqa: F401  (expand and DEFAULTS: used by the tests)
     DEFAULTS,
     HERE,
@@ -53,6 +54,7 @@ def register_secrets(name: str, secrets: dict[str, Any]) -> None:
 
 def register_environment(name: str, description: dict[str, Any]) -> FlowmastersEnvironment:
     """Create or update the blocks of one environment; returns the environment block."""
+    fingerprint = fingerprints.description_fingerprint(description)  # before anything may change it
     target = description["target"]
     kind = registry.kind_of(target.get("type"), name)
     environment = FlowmastersEnvironment(
@@ -67,6 +69,9 @@ def register_environment(name: str, description: dict[str, Any]) -> FlowmastersE
     environment.save(name, overwrite=True)
     with get_client(sync_client=True) as client:
         client.upsert_global_concurrency_limit_by_name(lock_name(name), limit=1)
+    # What the blocks were made from: `deployments.setup` skips a registration that would
+    # change nothing.
+    fingerprints.remember(f"environment-{name}", fingerprint)
     return environment
 
 

@@ -11,9 +11,8 @@ if ! command -v chromium >/dev/null; then  # the browser test drives Debian's Ch
 fi
 eval "$("$ROOT/scripts/stack.sh" env)"
 cd "$ROOT"
-.venv/bin/python -m deployments.register
-echo "[test] deploying prefect.yaml"
-.venv/bin/prefect --no-prompt deploy --all >/dev/null
+echo "[test] registering every environment, deploying prefect.yaml"
+.venv/bin/python -m deployments.setup --force
 echo "[test] ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

@@ -23,6 +23,7 @@ from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectNotFound
 from prefect.variables import Variable
 
+from deployments import fingerprints
 from deployments.register import expand, load_description, register_environment
 from flows.lock import lock_name
 from targets.docker_host import proxy
@@ -149,6 +150,7 @@ def remove_environment(name: str, database: str | None) -> None:
     shutil.rmtree(stack_dir() / "backups" / name, ignore_errors=True)
     remove_blocks(name)
     Variable.unset(variable_name(name))
+    Variable.unset(fingerprints.variable_name(f"environment-{name}"))
 
 
 def remove_blocks(name: str) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from deployments import setup
+from deployments import fingerprints as setup
 
 
 @pytest.fixture
