@@ -94,4 +94,5 @@ def _pending_migrations(
             False,
         )
     applied = f"applied now: {list(status.applied) or 'none'}"
-    return pending(available, status.applied), applied, known
+    # Where the app itself reports pending migrations, "none pending" also needs its word.
+    return pending(available, status.applied), applied, known and not status.pending
