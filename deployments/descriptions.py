@@ -54,7 +54,7 @@ SECTIONS = {"name", "target", "services", "checks", "build_args", "source", "sec
 def load_description(name: str) -> dict[str, Any]:
     path = HERE / f"{name}.yaml"
     if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in HERE.glob("*.yaml")))
+        known = ", ".join(described())
         raise ReleaseError(
             f"no description of environment '{name}' at {path} (known: {known}); a description "
             "kept elsewhere is registered with --file PATH"
@@ -81,3 +81,8 @@ def read_description(path: Path) -> dict[str, Any]:
     if source and not Path(source).is_absolute() and path.resolve().parent != HERE:
         description["source"] = str((path.resolve().parent / source).resolve())
     return description
+
+
+def described() -> list[str]:
+    """The environments described in deployments/environments, by name."""
+    return sorted(p.stem for p in HERE.glob("*.yaml"))

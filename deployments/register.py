@@ -29,6 +29,7 @@ from deployments import fingerprints
 from deployments.descriptions import (  # noqa: F401  (expand and DEFAULTS: used by the tests)
     DEFAULTS,
     HERE,
+    described,
     expand,
     load_description,
     read_description,
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     args = parser.parse_args(argv)
     FlowmastersEnvironment.register_type_and_schema()  # and, recursively, every target's blocks
-    names = args.names or ([] if args.file else sorted(p.stem for p in HERE.glob("*.yaml")))
+    names = args.names or ([] if args.file else described())
     try:
         found = [(n, load_description(n)) for n in names]
         for path in args.file:

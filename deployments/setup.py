@@ -31,7 +31,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from deployments.descriptions import HERE, load_description
+from deployments.descriptions import described, load_description
 from deployments.fingerprints import (
     ROOT,
     api,
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("environments", nargs="*", help="environments (default: all described)")
     parser.add_argument("--force", action="store_true", help="register and deploy in any case")
     args = parser.parse_args(argv)
-    names = args.environments or sorted(p.stem for p in HERE.glob("*.yaml"))
+    names = args.environments or described()
     try:
         for name in names:
             done = set_up_environment(name, args.force)

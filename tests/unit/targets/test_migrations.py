@@ -308,7 +308,7 @@ def test_a_dev_push_record_read_by_the_table_command_is_refused_before_migrating
     [
         (CommandRun(0, ("no json here",)), 'expected {"rows"'),
         (CommandRun(0, (json.dumps({"rows": [["a", 1, 2]]}),)), "[name, batch] pairs"),
-        (CommandRun(1, ("ECONNREFUSED 10.0.0.5:5432",)), "failed (exit 1)"),
+        (CommandRun(1, ("ECONNREFUSED 127.0.0.1:5432",)), "failed (exit 1)"),
     ],
 )
 def test_a_table_command_that_breaks_its_contract_is_named(printed: CommandRun, problem: str):
