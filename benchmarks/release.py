@@ -9,8 +9,8 @@ and removes it afterwards. Measured:
   in each build context defeats the Prefect cache and Docker's layer cache from the COPY on; the
   base image is already in the engine, as it always is after `scripts/stack.sh up`);
 - cached: the same release again (build, push and backup are cache hits; deploy finds it live);
-- under load: a release of a new version (with a migration) while `--rate` requests/s hit the
-  frontend's /api/backend (which goes through both services and the load balancer).
+- under load: a release of a new version (with a migration) while wrk (10 connections, paced to
+  `--rate` requests/s) hits the frontend's /api/backend (through both services and HAProxy).
 Results are printed as a table and written to benchmarks/results/release-<timestamp>.json.
 """
 
@@ -24,7 +24,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks.load import SteadyLoad
+from benchmarks.wrk import Wrk
 from flows.release import release
 from tests.support.scratch import create_environment, remove_environment
 
@@ -56,21 +56,22 @@ def main() -> None:
             (migrations / "0002_bench.up.sql").write_text("ALTER TABLE pages ADD COLUMN b int;\n")
             (migrations / "0002_bench.down.sql").write_text("ALTER TABLE pages DROP COLUMN b;\n")
             url = scratch.description["services"][1]["public_url"] + "/api/backend"
-            with SteadyLoad(url, rate=args.rate) as load:
+            with Wrk(url, connections=10, rate=args.rate) as load:
                 under_load, _ = timed_release(scratch.name, "v2", scratch.source)
         finally:
             remove_environment(scratch.name, scratch.database)
-    result = load.result
+    result = load.stop()
     figures = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "cold_release_seconds": round(cold, 1),
         "cached_rerun_seconds": round(cached, 1),
         "release_under_load_seconds": round(under_load, 1),
         "load_url": "frontend /api/backend",
-        "load_requests": result.total,
+        "load_requests": result.requests,
         "load_rate_per_second": round(result.rate, 1),
-        "load_failed_requests": len(result.failures),
-        "load_failures_sample": result.failures[:5],
+        "load_failed_requests": result.failed,
+        "load_statuses": result.statuses,
+        "load_socket_errors": result.errors,
     }
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"release-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"

@@ -38,6 +38,11 @@ class ReleaseRecord(BaseModel):
     )
     backup: Backup | None = None
     error: str | None = None
+    switched_back: bool = Field(
+        default=False,
+        description="The release failed and undid its own switch: every service serves what it "
+        "served before (read back after the undo).",
+    )
 
 
 def image_refs(pushed: list[PushedImage]) -> dict[str, str]:
@@ -74,6 +79,7 @@ def start_record(
                 "flow_run_id": flow_run_id,
                 "updated_at": now,
                 "error": None,
+                "switched_back": False,
             }
         )
     return ReleaseRecord(
@@ -87,6 +93,20 @@ def start_record(
         previous=previous,
         schema_before=schema_before,
     )
+
+
+def not_serving_previous(
+    previous: dict[str, Revision | None], live: dict[str, Revision | None]
+) -> list[str]:
+    """Services that do not serve the image they served before the release, one line each (a
+    service that ran nothing before is left out: there is nothing to go back to)."""
+    wrong = []
+    for name, before in previous.items():
+        now = live.get(name)
+        if before is not None and (now is None or now.image_id != before.image_id):
+            serving = now.version if now is not None else "nothing"
+            wrong.append(f"{name} serves {serving}, not {before.version}")
+    return wrong
 
 
 def rollback_targets(

@@ -15,15 +15,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from prefect import flow
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 from prefect.states import Cancelled, State
+from prefect.transactions import transaction
 
 from blocks.environment import Environment, load_environment
 from domain.errors import ChecksFailed
 from domain.plan import ReleasePlan
-from domain.records import ReleaseRecord, image_refs, start_record
+from domain.records import ReleaseRecord, image_refs, not_serving_previous, start_record
 from domain.results import BuildSpec, InfrastructureChange, PushedImage
 from domain.versions import Source, choose_version, combined_digest, normalize_version
 from flows import events
@@ -49,7 +50,7 @@ from tasks.infrastructure import (
 )
 from tasks.plan import plan_release, render_plan
 from tasks.records import read_release_record, write_release_record
-from tasks.services import read_live_revisions
+from tasks.services import read_live_revisions, stop_out_of_rotation
 from tasks.source import resolve_source
 
 DEFAULT_SOURCE = "examples/flowmasters"  # the stand-ins, for an environment that names no source
@@ -109,10 +110,7 @@ def release(
             record_release(run, pushed)
             back_up_database(run)  # 4
             migrate_database(run, pushed, plan)  # 4
-            deployed = deploy_in_order(
-                run.env, rollouts(run.env, pushed, run.version), run.report
-            )  # 5-7
-            check_release(run, bake_seconds, changed=any(d.changed for d in deployed))  # 8
+            serve(run, pushed, bake_seconds)  # 5-8
             return succeed(run)
     except BaseException as exc:
         fail(run, exc)
@@ -338,6 +336,45 @@ def migrate_database(run: ReleaseRun, pushed: list[PushedImage], plan: ReleasePl
         run.save(schema_after=migration.schema_version, migrations_applied=applied)
         row.result = f"schema version {migration.schema_version}"
         row.changed = f"applied {list(migration.applied)}" if migration.applied else ""
+
+
+def serve(run: ReleaseRun, pushed: list[PushedImage], bake_seconds: float) -> None:
+    """Steps 5-8 as one Prefect transaction: deploy in order, each keeping what served before
+    running out of rotation; the edge; the checks and the bake. A failure anywhere in it rolls
+    the transaction back: each deploy's hook switches its service back (tasks/services.py), the
+    last deployed first, before the failure is reported or any event is emitted. When the
+    checks and bake pass it commits, and the previous revisions are stopped (kept)."""
+    try:
+        with transaction():
+            deployed = deploy_in_order(
+                run.env,
+                rollouts(run.env, pushed, run.version),
+                run.report,
+                keep_previous=True,
+            )  # 5-7
+            check_release(run, bake_seconds, changed=any(d.changed for d in deployed))  # 8
+    except BaseException:
+        confirm_switch_back(run)
+        raise
+
+
+def confirm_switch_back(run: ReleaseRun) -> None:
+    """After the undo: does every service serve what it served before the release? Read from the
+    target, not assumed from the hooks; recorded, so the rollback run and a person know."""
+    assert run.record is not None
+    try:
+        with run.report.step("switch back") as row:
+            names = [s.name for s in run.env.spec.ordered()]
+            live = read_live_revisions(run.env, names)
+            wrong = not_serving_previous(run.record.previous, live)
+            run.save(switched_back=not wrong)
+            row.result = "; ".join(wrong) or "every service serves what it served before"
+            row.changed = "" if wrong else "switched back in process"
+            if not wrong:  # the failed revisions, out of rotation now, are stopped (kept)
+                for name in names:
+                    stop_out_of_rotation(run.env, name)
+    except Exception as exc:  # the release's own failure is the one to report
+        get_run_logger().error(f"could not confirm the switch back: {exc}")
 
 
 def rollouts(env: Environment, pushed: list[PushedImage], version: str) -> list[Rollout]:

@@ -33,17 +33,24 @@ def version_of(revision: Revision | None) -> str:
 
 
 def deploy_in_order(
-    env: Environment, rollouts: list[Rollout], report: Report, verb: str = "deploy"
+    env: Environment,
+    rollouts: list[Rollout],
+    report: Report,
+    verb: str = "deploy",
+    keep_previous: bool = False,
 ) -> list[DeployResult]:
     """Deploy each rollout in the order given, one report row each, then check the edge (the
-    load balancer serves the new revisions; the CDN is invalidated) if anything was deployed."""
+    load balancer serves the new revisions; the CDN is invalidated) if anything was deployed.
+    `keep_previous`: what served before keeps running out of rotation (see tasks/services.py)."""
     deployed: list[DeployResult] = []
     for rollout in rollouts:
         with report.step(f"{verb} {rollout.service}") as row:
             if rollout.image is None:
                 row.result = "nothing ran before this release; left as it is"
                 continue
-            result = deploy_service(env, rollout.service, rollout.image, rollout.version)
+            result = deploy_service(
+                env, rollout.service, rollout.image, rollout.version, keep_previous
+            )
             deployed.append(result)
             row.result = result.detail
             if result.changed:

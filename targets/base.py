@@ -62,6 +62,15 @@ class Target(Protocol):
         expected: Sequence[MigrationId] = (),
     ) -> MigrationResult: ...
 
-    def deploy_service(self, service: str, image: str, version: str) -> DeployResult: ...
+    def deploy_service(
+        self, service: str, image: str, version: str, keep_previous: bool = False
+    ) -> DeployResult:
+        """Serve `image` as `version`. With `keep_previous`, what served before stays running
+        out of rotation (a switch back needs no start) until `retire_previous`."""
+        ...
+
+    def retire_previous(self, service: str) -> str:
+        """Stop (and keep) what runs out of rotation beside the live revision; what was done."""
+        ...
 
     def update_edge(self, deployed: list[DeployResult]) -> EdgeResult: ...

@@ -375,8 +375,16 @@ class AwsRuntime(migrations.OneOffMigrations):
         return revision
 
     @translated("deploy")
-    def deploy_service(self, service: str, image: str, version: str) -> DeployResult:
+    def deploy_service(
+        self, service: str, image: str, version: str, keep_previous: bool = False
+    ) -> DeployResult:
+        """A rolling ECS deployment: ECS itself stops the previous tasks once the new ones are
+        healthy, so `keep_previous` cannot be honoured here (see the README, "Instant
+        rollback"); a switch back starts the recorded task definition again."""
         return self.ecs.deploy(service, self._ecs_name(service), image, version, self.ecr.digest_of)
+
+    def retire_previous(self, service: str) -> str:
+        return "ECS stopped the previous tasks during its deployment; nothing runs beside"
 
     # -- step 7: edge --------------------------------------------------------------------------
 

@@ -109,6 +109,14 @@ def wait_healthy(
     )
 
 
+def answers(url: str, timeout: float = 2) -> bool:
+    """One health probe: does `url` answer 200 now?"""
+    try:
+        return httpx.get(url, timeout=timeout).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
 def tail(container: Container, lines: int = 20) -> str:
     try:
         return container.logs(tail=lines).decode(errors="replace").rstrip()

@@ -1,8 +1,9 @@
 """The Docker-host runtime: what the tasks call when an environment's target is a Docker host.
 
 Deploy = start the new version on the idle slot beside the live one, wait until it answers its
-health check, switch HAProxy to it, drain and stop the old container, and keep it (stopped) for
-rollback. Given an older image, the same function is the rollback.
+health check, switch HAProxy to it, drain the old container and stop it, keeping it (stopped) for
+rollback. A release keeps the old one running out of rotation until its checks and bake pass, so
+that going back is a switch, not a start. Given an older image, the same function is the rollback.
 """
 
 from __future__ import annotations
@@ -289,30 +290,75 @@ class DockerHostRuntime(migrations.OneOffMigrations):
             revision_id=container.id[:12],
         )
 
-    def deploy_service(self, service: str, image: str, version: str) -> DeployResult:
+    def deploy_service(
+        self, service: str, image: str, version: str, keep_previous: bool = False
+    ) -> DeployResult:
+        """Serve `image` from the idle slot, then switch. When that slot still runs the image
+        (the previous revision a release kept running through its checks), the switch is all
+        there is to do: that is the instant switch back. With `keep_previous`, the old slot's
+        container keeps running out of rotation until `retire_previous`; else it is stopped."""
         backend = self._backend(service)
         live = proxy.live_slot(self.admin.states(), backend)
         previous = self.live_revision(service)
+        spec = self.env.service(service)
         with self._engine() as client:
-            if previous is not None and previous.image_id == self._ensure_image(client, image):
+            image_id = self._ensure_image(client, image)
+            if previous is not None and previous.image_id == image_id:
                 return DeployResult.unchanged(previous, f"{version} already live; nothing changed")
             new_slot = 1 if live == 0 else 0
-            container = self._start_healthy(
-                client, self.env.service(service), image, version, new_slot
-            )
+            container = self._standing_by(client, spec, image_id, version, new_slot)
+            how = "switched to the running" if container else "started"
+            if container is None:
+                container = self._start_healthy(client, spec, image, version, new_slot)
             _logger().info(f"{service} {version}: healthy; switching traffic to slot{new_slot}")
             self.admin.switch(backend, new_slot, live)
             self._write_proxy_config()
-            self._retire(client, service, live)
+            if keep_previous:
+                self._prune(client, service)
+            else:
+                self._retire(client, service, live)
             container.reload()
             current = self._revision(container)
+        kept = "running out of rotation" if keep_previous else "kept stopped"
         return DeployResult(
             service=service,
             changed=True,
             previous=previous,
             current=current,
-            detail=f"slot{new_slot} live; previous {'kept stopped' if previous else 'none'}",
+            detail=f"{how} {container.name} on slot{new_slot}; "
+            f"previous {kept if previous else 'none'}",
         )
+
+    def _standing_by(
+        self, client: docker.DockerClient, spec: ServiceSpec, image_id: str, version: str, slot: int
+    ) -> Container | None:
+        """The container running `image_id` as `version` on the idle `slot` and answering its
+        health check, if there is one: it needs no start."""
+        for container in containers.find(client, self.env.name, spec.name, slot):
+            running = container.status == "running" and container.image.id == image_id
+            if not running or container.labels.get("flowmasters.version") != version:
+                continue
+            port = self.routes[spec.name].slot_ports[slot]
+            url = f"http://127.0.0.1:{port}{spec.health_path}"
+            if containers.answers(url):
+                return container
+            _logger().info(f"{container.name} runs but {url} does not answer 200: starting anew")
+        return None
+
+    def retire_previous(self, service: str) -> str:
+        """After the release passed its checks and bake: stop what runs on the idle slot (the
+        previous revision, kept stopped for a rollback) and prune beyond keep_revisions."""
+        live = proxy.live_slot(self.admin.states(), self._backend(service))
+        if live is None:
+            return "no live slot: nothing stopped"
+        with self._engine() as client:
+            stopped = []
+            for old in containers.find(client, self.env.name, service, 1 - live):
+                if old.status == "running":
+                    old.stop(timeout=10)
+                    stopped.append(old.name)
+            self._prune(client, service)
+        return f"stopped {', '.join(stopped)} (kept for rollback)" if stopped else "none running"
 
     def _start_healthy(
         self, client: docker.DockerClient, spec: ServiceSpec, image: str, version: str, slot: int
@@ -367,7 +413,7 @@ class DockerHostRuntime(migrations.OneOffMigrations):
         slot, e.g. in a rollback), which is recreated from its image."""
         for leftover in containers.find(client, self.env.name, service, slot):
             if leftover.status == "running":
-                _logger().warning(f"stopping {leftover.name}: it ran on the idle slot{slot}")
+                _logger().info(f"stopping {leftover.name}: it ran out of rotation on slot{slot}")
                 leftover.stop(timeout=10)
             if leftover.name == name:
                 leftover.remove(force=True)

@@ -86,6 +86,7 @@ class Served:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def reset(self) -> None:
+        self.timeline: list[str] = []
         self.versions: dict[str, str] = {}
         self.status = 200
         self.requests = 0
@@ -93,7 +94,8 @@ class Served:
 
 
 class FakeTarget:
-    """FAKE target: records every call; `fail` maps a method name to the error it raises."""
+    """FAKE target: records every call; `fail` maps a method name ("deploy"), or one call
+    ("deploy:frontend:v1"), to the error it raises."""
 
     name = "fake"
 
@@ -101,16 +103,20 @@ class FakeTarget:
         self.spec = spec
         self.served = served
         self.calls: list[str] = []
+        self.timeline: list[str] = self.served.timeline  # calls and emitted events, in order
         self.fail: dict[str, Exception] = {}
         self.live: dict[str, Revision] = {}
         self.schema = 1
         self.on_backup: Any = None
         self.proposal: InfrastructureChange | None = None  # what plan_infrastructure proposes
+        self.kept_running: dict[str, bool] = {}  # service -> its previous revision still runs
 
     def _call(self, what: str) -> None:
         self.calls.append(what)
-        if what.split(":")[0] in self.fail:
-            raise self.fail[what.split(":")[0]]
+        self.timeline.append(what)
+        for key in (what, what.split(":")[0]):  # "deploy:frontend:v1", or every "deploy"
+            if key in self.fail:
+                raise self.fail[key]
 
     def verify(self) -> InfrastructureReport:
         self._call("verify")
@@ -188,19 +194,29 @@ class FakeTarget:
         self.schema = 2
         return MigrationResult(direction="up", applied=(2,), schema_version=2, changed=True)
 
-    def deploy_service(self, service: str, image: str, version: str) -> DeployResult:
-        self._call(f"deploy:{service}")
+    def deploy_service(
+        self, service: str, image: str, version: str, keep_previous: bool = False
+    ) -> DeployResult:
+        self._call(f"deploy:{service}:{version}")
         previous = self.live.get(service)
         current = Revision(
             service=service,
             version=version,
             image=image,
-            image_id="i",
+            image_id=f"id-{image}",
             revision_id=f"{service}-{version}",
         )
+        if previous is not None and previous.image_id == current.image_id:
+            return DeployResult.unchanged(previous, "already live")
         self.live[service] = current
         self.served.versions[service] = version
+        self.kept_running = {**self.kept_running, service: keep_previous}
         return DeployResult(service=service, changed=True, previous=previous, current=current)
+
+    def retire_previous(self, service: str) -> str:
+        self._call(f"retire:{service}")
+        self.kept_running = {**self.kept_running, service: False}
+        return "stopped"
 
     def update_edge(self, deployed: list[DeployResult]) -> EdgeResult:
         self._call("edge")
@@ -284,14 +300,18 @@ def block_reads(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
 
 
 @pytest.fixture
-def emitted(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, str], dict[str, Any]]]:
-    """FAKE event sink: the events the flow emitted, in order (the integration tier reads real ones)."""
+def emitted(
+    monkeypatch: pytest.MonkeyPatch, served: Served
+) -> list[tuple[str, dict[str, str], dict[str, Any]]]:
+    """FAKE event sink: the events the flow emitted, in order (the integration tier reads real
+    ones); each also goes on the fake target's timeline, after the calls made before it."""
     seen: list[tuple[str, dict[str, str], dict[str, Any]]] = []
-    monkeypatch.setattr(
-        events,
-        "emit_event",
-        lambda event, resource, payload: seen.append((event, resource, payload)),
-    )
+
+    def emit(event: str, resource: dict[str, str], payload: dict[str, Any]) -> None:
+        seen.append((event, resource, payload))
+        served.timeline.append(event)
+
+    monkeypatch.setattr(events, "emit_event", emit)
     return seen
 
 

@@ -148,4 +148,4 @@ def test_an_approved_change_is_applied_then_the_release_plan_is_approved_too(fak
     assert state.is_completed(), state.message
     assert len(set(pauses)) == 2  # two separate approvals: the change set, then the plan
     assert fake.calls.index("provision:flowmasters-cs-1") < fake.calls.index("build:backend")
-    assert "deploy:frontend" in fake.calls
+    assert any(c.startswith("deploy:frontend") for c in fake.calls)

@@ -37,8 +37,8 @@ def test_steps_run_in_the_strategy_order(fake, emitted, source):
         "schema",
         "backup",
         "migrate:up",
-        "deploy:backend",
-        "deploy:frontend",
+        "deploy:backend:v1",
+        "deploy:frontend:v1",
         "edge",
     ]
     assert names(emitted) == [events.RELEASE_STARTED, events.RELEASE_SUCCEEDED]
@@ -91,6 +91,79 @@ def test_failed_checks_fail_the_run_and_emit_checks_failed(fake, emitted, source
     assert names(emitted) == [events.RELEASE_STARTED, events.CHECKS_FAILED, events.RELEASE_FAILED]
     assert "HTTP 500" in emitted[1][2]["reason"]
     assert record_of("flowtest").status == "checks_failed"
+
+
+def serving(fake) -> dict[str, str]:
+    return {name: rev.version for name, rev in fake.live.items()}
+
+
+def test_a_passed_release_stops_the_previous_revisions_only_after_its_checks_and_bake(
+    fake, emitted, source
+):
+    release("flowtest", "v1", source)
+    fake.timeline.clear()
+
+    release("flowtest", "v2", source, bake_seconds=0.5)
+
+    assert fake.timeline[-4:] == [
+        "edge",
+        "retire:backend",
+        "retire:frontend",
+        events.RELEASE_SUCCEEDED,
+    ]
+    assert fake.kept_running == {"backend": False, "frontend": False}
+
+
+def test_failed_checks_switch_every_service_back_before_any_event_is_emitted(fake, emitted, source):
+    release("flowtest", "v1", source)
+    fake.served.status = 500
+    fake.timeline.clear()
+
+    state = release("flowtest", "v2", source, return_state=True)
+
+    assert state.is_failed()
+    assert serving(fake) == {"backend": "v1", "frontend": "v1"}
+    changes = [c for c in fake.timeline if c.startswith(("deploy", "retire"))]
+    # forward in deploy order, back in reverse (the last one deployed is undone first), and
+    # the failed revisions are stopped only once every service is back
+    assert changes == [
+        "deploy:backend:v2",
+        "deploy:frontend:v2",
+        "deploy:frontend:v1",
+        "deploy:backend:v1",
+        "retire:backend",
+        "retire:frontend",
+    ]
+    assert fake.timeline.index("retire:frontend") < fake.timeline.index(events.CHECKS_FAILED)
+    record = record_of("flowtest")
+    assert record.status == "checks_failed" and record.switched_back
+
+
+def test_a_failed_frontend_deploy_switches_the_backend_back(fake, emitted, source):
+    """No new backend behind an old frontend: the done step is undone by the release itself."""
+    release("flowtest", "v1", source)
+    fake.fail["deploy:frontend:v2"] = ReleaseError("frontend v2 never became healthy")
+
+    state = release("flowtest", "v2", source, return_state=True)
+
+    assert state.is_failed()
+    assert serving(fake) == {"backend": "v1", "frontend": "v1"}
+    assert record_of("flowtest").switched_back
+    assert "frontend v2 never became healthy" in emitted[-1][2]["reason"]
+
+
+def test_a_switch_back_that_fails_is_recorded_and_left_to_the_rollback_run(fake, emitted, source):
+    release("flowtest", "v1", source)
+    fake.served.status = 500
+    fake.fail["deploy:frontend:v1"] = ReleaseError("frontend v1 did not start")
+
+    state = release("flowtest", "v2", source, return_state=True)
+
+    assert state.is_failed()
+    assert serving(fake) == {"backend": "v1", "frontend": "v2"}  # one undo failed, not both
+    record = record_of("flowtest")
+    assert not record.switched_back and record.changed_environment
+    assert names(emitted)[-2:] == [events.CHECKS_FAILED, events.RELEASE_FAILED]
 
 
 def test_failure_before_any_change_says_nothing_changed(fake, emitted, source):

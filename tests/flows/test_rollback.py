@@ -19,11 +19,19 @@ from tests.flows.test_release import names, record_of
 
 @pytest.fixture
 def failed_release(fake, emitted, source):
-    """v1 serves; v2 went live and failed its checks (the fake then answers 500)."""
+    """v1 serves; v2 went live and failed its checks (the fake then answers 500), and its own
+    switch back failed too, so v2 still serves: what the rollback flow is there for."""
     release("flowtest", "v1", source)
     fake.served.status = 500
+    for service in ("frontend", "backend"):
+        fake.fail[f"deploy:{service}:v1"] = ReleaseError(f"{service} v1 did not start")
     state = release("flowtest", "v2", source, return_state=True)
     assert state.is_failed()
+    assert {name: rev.version for name, rev in fake.live.items()} == {
+        "backend": "v2",
+        "frontend": "v2",
+    }
+    fake.fail.clear()
     fake.served.status = 200
     fake.calls.clear()
     emitted.clear()
@@ -34,13 +42,32 @@ def test_returns_each_service_to_what_ran_before_frontend_first(fake, emitted, f
     result = rollback("flowtest", release_id=failed_release.release_id, reason="checks failed")
 
     assert result["status"] == "rolled back"
-    assert fake.calls == ["deploy:frontend", "deploy:backend", "edge"]
+    assert fake.calls == ["deploy:frontend:v1", "deploy:backend:v1", "edge"]
     assert {name: rev.version for name, rev in fake.live.items()} == {
         "backend": "v1",
         "frontend": "v1",
     }
     assert record_of("flowtest").status == "rolled_back"
     assert names(emitted) == [events.ROLLBACK_STARTED, events.ROLLBACK_SUCCEEDED]
+
+
+def test_after_the_release_switched_back_itself_the_rollback_finds_nothing_to_change(
+    fake, emitted, source
+):
+    release("flowtest", "v1", source)
+    fake.served.status = 500
+    release("flowtest", "v2", source, return_state=True)
+    fake.served.status = 200
+    assert record_of("flowtest").switched_back
+    fake.calls.clear()
+
+    result = rollback("flowtest", release_id=record_of("flowtest").release_id)
+
+    assert result["status"] == "unchanged"
+    assert {name: rev.version for name, rev in fake.live.items()} == {
+        "backend": "v1",
+        "frontend": "v1",
+    }
 
 
 def test_a_second_rollback_for_the_same_failure_changes_nothing(fake, emitted, failed_release):
@@ -88,7 +115,12 @@ def test_to_version_deploys_that_version(fake, emitted, failed_release):
 def test_migrate_down_reverts_what_the_release_applied(fake, emitted, failed_release):
     rollback("flowtest", migrate_down=True)
 
-    assert fake.calls == ["deploy:frontend", "deploy:backend", "edge", "migrate:down:1"]
+    assert fake.calls == [
+        "deploy:frontend:v1",
+        "deploy:backend:v1",
+        "edge",
+        "migrate:down:1",
+    ]
 
 
 def run_and_answer(answer: dict) -> tuple[object, list[str]]:
@@ -127,4 +159,4 @@ def test_restore_not_approved_leaves_the_database(fake, emitted, failed_release)
 
     assert state.is_completed()
     assert "restore" not in fake.calls
-    assert fake.calls[:2] == ["deploy:frontend", "deploy:backend"]
+    assert fake.calls[:2] == ["deploy:frontend:v1", "deploy:backend:v1"]

@@ -15,7 +15,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from prefect.variables import Variable
 
-from benchmarks.load import SteadyLoad
+from benchmarks.wrk import Wrk
 from blocks.environment import load_environment
 from deployments.register import load_description
 from flows import events
@@ -90,13 +90,16 @@ def test_release_with_a_migration_drops_no_request(environment: TestEnvironment)
     (migrations / "0002_page_summary.up.sql").write_text(MIGRATION_2)
     (migrations / "0002_page_summary.down.sql").write_text(MIGRATION_2_DOWN)
 
-    with SteadyLoad(environment.url("frontend") + "/api/backend", rate=25) as load:
+    # wrk, from its own process: 10 connections, each pausing 100 ms between requests, through
+    # the frontend to the backend (both switch, and the migration runs, under this load).
+    with Wrk(environment.url("frontend") + "/api/backend", connections=10) as load:
         state, _ = run(environment, "v2")
 
     assert state.is_completed(), state.message
-    result = load.result
-    assert result.failures == [], f"{len(result.failures)} of {result.total} requests failed"
-    assert result.rate >= 20, f"load was only {result.rate:.1f} requests/s"
+    result = load.stop()
+    print(f"\nunder load: {result.summary()}")
+    assert result.failed == 0, result.summary()
+    assert result.rate >= 20, result.summary()
     assert serving(environment) == ("v2", "v2", 2)
     record = environment.record()
     assert {k: v.version for k, v in record.previous.items()} == {"backend": "v1", "frontend": "v1"}
@@ -184,11 +187,21 @@ def test_version_failing_its_checks_ends_failed_and_emits_checks_failed(
 ):
     # Health answers 200 for 5 s after start (the deploy gate passes), then 500: the smoke checks,
     # which probe for a window, must catch it.
-    state, _ = run(environment, "v5-broken", BREAK_AFTER_SECONDS="5")
+    v2 = {c.id for c in environment.containers(version="v2") if c.status == "running"}
+
+    state, flow_run_id = run(environment, "v5-broken", BREAK_AFTER_SECONDS="5")
 
     assert state.is_failed()
     assert "smoke checks failed for v5-broken" in state.message
-    assert environment.record().status == "checks_failed"
+    record = environment.record()
+    assert record.status == "checks_failed"
+    # The release switched back itself, to the v2 containers it kept running: not restarted.
+    assert record.switched_back
+    assert serving(environment) == ("v2", "v2", 2)
+    assert {c.id for c in environment.containers(version="v2") if c.status == "running"} == v2
+    assert {c.status for c in environment.containers(version="v5-broken")} == {"exited"}
+    reported = "\n".join(run_texts([flow_run_id]))
+    assert "| switch back | every service serves what it served before |" in reported
     found = read_events(
         "flowmasters.release.",
         f"flowmasters.environment.{environment.name}",

@@ -5,6 +5,7 @@ import pytest
 from domain.records import (
     ReleaseRecord,
     image_refs,
+    not_serving_previous,
     rollback_targets,
     start_record,
     why_nothing_to_do,
@@ -182,3 +183,22 @@ class TestRollbackDecisions:
     )
     def test_otherwise_it_goes_ahead(self, record, release_id, to_version):
         assert why_nothing_to_do(record, release_id, to_version) is None
+
+
+def test_not_serving_previous_names_each_service_on_another_image():
+    previous = {
+        "backend": revision("backend", "v1"),
+        "frontend": revision("frontend", "v1"),
+        "worker": None,
+    }
+    live = {
+        "backend": revision("backend", "v1"),
+        "frontend": revision("frontend", "v2"),
+        "worker": None,
+    }
+
+    assert not_serving_previous(previous, live) == ["frontend serves v2, not v1"]
+    assert not_serving_previous(previous, {**live, "frontend": None}) == [
+        "frontend serves nothing, not v1"
+    ]
+    assert not_serving_previous(previous, {**live, "frontend": revision("frontend", "v1")}) == []
