@@ -87,6 +87,7 @@ install_packages() {
   command -v curl >/dev/null || missing+=(curl)
   command -v git >/dev/null || missing+=(git)
   command -v wrk >/dev/null || missing+=(wrk)
+  command -v socat >/dev/null || missing+=(socat)  # benchmarks/plain_release.sh talks to HAProxy
   if ((${#missing[@]})); then
     say "installing Debian packages: ${missing[*]}"
     apt-get update -qq
