@@ -6,7 +6,9 @@ bake (flows/release.py). Each deploy stages its own undo beside it, as the task'
   served before; a release keeps that running out of rotation, so this is a switch, not a start
   (the failed revision is stopped once every service is back);
 - commit (checks and bake passed): stop the previous revision, kept stopped for a rollback.
-Outside a transaction (the rollback flow), the task commits as it ends and no undo is staged.
+Outside a transaction (the rollback flow), the task's own transaction commits as it ends: its
+commit hook runs at once (and has nothing to stop: the rollback flow keeps nothing running)
+and its rollback hook never does.
 """
 
 from __future__ import annotations
