@@ -1,57 +1,31 @@
-"""The project's own block: one environment (its target, services, public URLs and checks).
+"""An environment as a run holds it, read from its `Flowmasters Environment` block.
 
-A run reads it once (`load_environment`) and hands the `Environment` to every task; a task asks
-it for its target's runtime (`connect`), which reads nothing more from the server.
+A run reads the block once (`load_environment`) and hands the `Environment` to every task; a task
+asks it for its target's runtime (`connect`), which reads nothing more from the server.
+
+The document is read here rather than through `FlowmastersEnvironment.load`: that class names
+every target's block class, and importing it would import every target's SDK (prefect_aws and
+boto3 on a Docker-host run: about 3 s of every run's start). The document says which block type
+its target is, so only that kind's modules are imported.
 """
 
 from __future__ import annotations
 
+from typing import Any
+from uuid import UUID
+
 from prefect.blocks.core import Block
 from prefect.client.orchestration import get_client
-from pydantic import BaseModel, ConfigDict, Field
+from prefect.client.schemas.objects import BlockDocument
+from prefect.exceptions import ObjectNotFound
+from pydantic import BaseModel, ConfigDict, SerializeAsAny
 
-from domain.checks import CheckSpec
 from domain.environment import EnvironmentSpec
 from domain.errors import ReleaseError
-from domain.services import ServiceSpec
 from targets import registry
 from targets.base import Target
-from targets.registry import TargetBlock
 
-
-class FlowmastersEnvironment(Block):
-    """An environment Flow Masters is released to; the block's name is the environment's name.
-
-    Example:
-        ```python
-        from blocks.environment import FlowmastersEnvironment
-        env = FlowmastersEnvironment.load("local")
-        ```
-    """
-
-    _block_type_name = "Flowmasters Environment"
-    _description = "An environment of Flow Masters: its target, services, public URLs and checks."
-
-    target: TargetBlock = Field(
-        description="Where the environment runs: a Docker host or AWS; chosen once per run."
-    )
-    services: list[ServiceSpec] = Field(description="The services, with build and health details.")
-    checks: CheckSpec = Field(default_factory=CheckSpec, description="Smoke-check settings.")
-    build_args: dict[str, str] = Field(
-        default_factory=dict, description="Build arguments for every image (e.g. BASE_IMAGE)."
-    )
-    source: str | None = Field(
-        default=None, description="The app's source folder when a run names none."
-    )
-
-    def spec(self, name: str) -> EnvironmentSpec:
-        return EnvironmentSpec(
-            name=name,
-            services=tuple(self.services),
-            checks=self.checks,
-            build_args=self.build_args,
-            source=self.source,
-        )
+ENVIRONMENT_BLOCK = "flowmasters-environment"  # FlowmastersEnvironment's block type slug
 
 
 class Environment(BaseModel):
@@ -64,7 +38,7 @@ class Environment(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     spec: EnvironmentSpec
-    target: TargetBlock
+    target: SerializeAsAny[Block]  # one kind's target block (see targets.registry.KINDS)
 
     @property
     def name(self) -> str:
@@ -77,22 +51,55 @@ class Environment(BaseModel):
 def load_environment(name: str) -> Environment:
     """Read an environment's block (one read from the server), or say which environments exist
     and how to add one."""
-    try:  # _sync: load() is sync-compatible, and would be a coroutine in an async context
-        block = FlowmastersEnvironment.load(name, _sync=True)
-    except ValueError as exc:
-        if "Unable to find block document" not in str(exc):
-            raise
+    with get_client(sync_client=True) as client:
+        try:
+            document = client.read_block_document_by_name(
+                name, block_type_slug=ENVIRONMENT_BLOCK, include_secrets=True
+            )
+        except ObjectNotFound:
+            raise ReleaseError(
+                f"unknown environment '{name}': no 'Flowmasters Environment' block of that name "
+                f"(known: {', '.join(known_environments()) or 'none'}). Describe it in "
+                f"deployments/environments/{name}.yaml and run "
+                f"`python -m deployments.register {name}`."
+            ) from None
+    return environment_of(name, document)
+
+
+def environment_of(name: str, document: BlockDocument) -> Environment:
+    """The `Environment` a block document describes, its target validated by its own kind."""
+    data: dict[str, Any] = dict(document.data)
+    target_data = data.pop("target", None)
+    # A saved target block is a reference (its type in the reference); an unsaved one is inline,
+    # its type slug in its data. Either way the slug picks the one kind to import. (Inline blocks
+    # cost more: Prefect resolves an inline slug by importing every installed collection, AWS's
+    # too. `deployments.register` saves each nested block, so its environments never pay that.)
+    reference = document.block_document_references.get("target", {}).get("block_document")
+    slug = (
+        reference["block_type"]["slug"] if reference else (target_data or {}).get("block_type_slug")
+    )
+    if not isinstance(target_data, dict) or slug is None:
         raise ReleaseError(
-            f"unknown environment '{name}': no 'Flowmasters Environment' block of that name "
-            f"(known: {', '.join(known_environments()) or 'none'}). Describe it in "
+            f"environment '{name}': its block names no target block. Describe the target in "
             f"deployments/environments/{name}.yaml and run `python -m deployments.register {name}`."
-        ) from None
-    return Environment(spec=block.spec(name), target=block.target)
+        )
+    target = registry.kind_of_block(slug).block.model_validate(target_data)
+    if reference:
+        _name_saved_blocks(target, reference)
+    return Environment(spec=EnvironmentSpec.model_validate({**data, "name": name}), target=target)
+
+
+def _name_saved_blocks(block: Block, reference: dict[str, Any]) -> None:
+    """Give `block` and its nested blocks the ids and names `Block.load` would have given them."""
+    block._block_document_id = UUID(str(reference["id"]))
+    block._block_document_name = reference["name"]
+    block._is_anonymous = reference["is_anonymous"]
+    block._define_metadata_on_nested_blocks(reference["block_document_references"])
 
 
 def known_environments() -> list[str]:
     with get_client(sync_client=True) as client:
         docs = client.read_block_documents_by_type(
-            block_type_slug="flowmasters-environment", include_secrets=False
+            block_type_slug=ENVIRONMENT_BLOCK, include_secrets=False
         )
     return sorted(d.name for d in docs if d.name)

@@ -24,7 +24,7 @@ from typing import Any
 from prefect.blocks.system import Secret
 from prefect.client.orchestration import get_client
 
-from blocks.environment import FlowmastersEnvironment
+from blocks.environment_block import FlowmastersEnvironment
 from deployments import fingerprints
 from deployments.descriptions import (  # noqa: F401  (expand and DEFAULTS: used by the tests)
     DEFAULTS,

@@ -3,54 +3,78 @@
 An environment's block names its target block; `connect` turns that block into the runtime the
 tasks call, once per task and without reading anything from the server. A new target is a folder
 under targets/ (its blocks, runtime, SDK modules and description) and one line in `KINDS`.
+
+A kind names its modules rather than importing them: a run imports only its own target's SDKs.
+Importing every kind costs a Docker-host run about 3 s (prefect_aws alone, which imports boto3
+and its ECS worker), paid again by every deployment run's new process before its first step.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Union
+from importlib import import_module
+from typing import Any
 
 from prefect.blocks.core import Block
 
 from domain.environment import EnvironmentSpec
 from domain.errors import ReleaseError
-from targets.aws import description as aws_description
-from targets.aws.blocks import AwsTarget
-from targets.aws.runtime import AwsRuntime
 from targets.base import Target
-from targets.docker_host import description as docker_host_description
-from targets.docker_host.blocks import DockerHostTarget
-from targets.docker_host.runtime import DockerHostRuntime
 
 
 @dataclass(frozen=True)
 class TargetKind:
-    """A kind of target: its `type:` in an environment description, its block, its runtime."""
+    """A kind of target: its `type:` in an environment description, the slug of its block, and
+    the package holding its `blocks`, `runtime` and `description` modules (imported on use)."""
 
     type: str
-    block: type[Block]
-    runtime: Callable[[Any, EnvironmentSpec], Target]
-    register: Callable[[str, dict[str, Any]], Block]  # a description's `target:` -> saved blocks
+    slug: str  # the target block's type slug, as the server names it in a block document
+    package: str
+    block_class: str
+    runtime_class: str
+
+    @property
+    def block(self) -> type[Block]:
+        return getattr(import_module(f"{self.package}.blocks"), self.block_class)
+
+    @property
+    def runtime(self) -> Callable[[Any, EnvironmentSpec], Target]:
+        return getattr(import_module(f"{self.package}.runtime"), self.runtime_class)
+
+    @property
+    def register(self) -> Callable[[str, dict[str, Any]], Block]:
+        """A description's `target:` -> its saved blocks."""
+        return import_module(f"{self.package}.description").register
 
 
 KINDS: tuple[TargetKind, ...] = (
     TargetKind(
-        "docker-host", DockerHostTarget, DockerHostRuntime, docker_host_description.register
+        "docker-host",
+        "flowmasters-docker-host-target",
+        "targets.docker_host",
+        "DockerHostTarget",
+        "DockerHostRuntime",
     ),
-    TargetKind("aws", AwsTarget, AwsRuntime, aws_description.register),
+    TargetKind("aws", "flowmasters-aws-target", "targets.aws", "AwsTarget", "AwsRuntime"),
 )
-
-# The environment block's `target` field: any kind's block (Prefect resolves which on load).
-TargetBlock = Union[tuple(kind.block for kind in KINDS)]  # type: ignore[valid-type]  # noqa: UP007
 
 
 def connect(block: Block, environment: EnvironmentSpec) -> Target:
     """The runtime of `block` for `environment`: the tasks' only way to a target."""
+    return kind_of_block(type(block).get_block_type_slug()).runtime(block, environment)
+
+
+def kind_of_block(slug: str) -> TargetKind:
+    """The kind whose target block has type slug `slug` (its modules are imported on use)."""
     for kind in KINDS:
-        if isinstance(block, kind.block):
-            return kind.runtime(block, environment)
-    raise ReleaseError(f"no target runs a {type(block).__name__} block (known: {_known()})")
+        if kind.slug == slug:
+            return kind
+    raise ReleaseError(
+        f"no target runs a '{slug}' block (known: {_known()}): the environment's `target` must "
+        f"be one of {', '.join(kind.slug for kind in KINDS)}; describe it again and run "
+        "`python -m deployments.register`."
+    )
 
 
 def kind_of(type_name: str | None, environment: str) -> TargetKind:

@@ -22,7 +22,7 @@ from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
 from prefect.testing.utilities import prefect_test_harness
 from prefect_docker import DockerHost
 
-from blocks.environment import FlowmastersEnvironment
+from blocks.environment_block import FlowmastersEnvironment
 from domain.checks import CheckSpec, ProbeSpec
 from domain.environment import EnvironmentSpec
 from domain.results import (
@@ -259,9 +259,15 @@ def save_environment(served: Served, **target: Any) -> None:
     """The environment block naming `served`'s URLs, saved in the test server. Its target block
     is a Docker host nobody connects to (`target` changes its fields): the runtime is the FAKE."""
     spec = spec_served_by(served)
+    # Each nested block is saved on its own, as `deployments.register` saves them: the document
+    # then names them by reference, and a run imports only its own target's modules.
+    database = PostgresConnection(database="none", username="none", password="unused")
+    database.save(f"{ENVIRONMENT}-database", overwrite=True)
+    docker_host = DockerHost(base_url="unix:///nonexistent/docker.sock")
+    docker_host.save(f"{ENVIRONMENT}-docker", overwrite=True)
     unused = DockerHostTarget(
-        docker_host=DockerHost(base_url="unix:///nonexistent/docker.sock"),
-        database=PostgresConnection(database="none", username="none", password="unused"),
+        docker_host=docker_host,
+        database=database,
         proxy_admin_socket="/nonexistent/admin.sock",
         proxy_config_dir="/nonexistent/conf.d",
         proxy_pidfile="/nonexistent/haproxy.pid",
@@ -269,6 +275,7 @@ def save_environment(served: Served, **target: Any) -> None:
         port_base=20000,
         **target,
     )
+    unused.save(f"{ENVIRONMENT}-docker-host", overwrite=True)
     FlowmastersEnvironment(target=unused, services=list(spec.services), checks=spec.checks).save(
         ENVIRONMENT, overwrite=True
     )

@@ -7,17 +7,25 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from prefect.blocks.core import Block
+from prefect.client.orchestration import PrefectClient, SyncPrefectClient
 
 
 def count_block_reads(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
-    """From now on, every `Block.load` is counted by block type slug in the returned Counter."""
+    """From now on, every block document read by name (`Block.load` and the product's own
+    `load_environment` alike) is counted by block type slug in the returned Counter."""
     reads: Counter[str] = Counter()
-    read = Block._get_block_document.__func__  # type: ignore[attr-defined]
-
-    def counted(cls: type[Block], name: str, client: Any) -> Any:
-        reads[cls.get_block_type_slug()] += 1
-        return read(cls, name, client)
-
-    monkeypatch.setattr(Block, "_get_block_document", classmethod(counted))
+    for client in (SyncPrefectClient, PrefectClient):
+        monkeypatch.setattr(
+            client,
+            "read_block_document_by_name",
+            _counted(client.read_block_document_by_name, reads),
+        )
     return reads
+
+
+def _counted(read: Any, reads: Counter[str]) -> Any:
+    def counted(self: Any, name: str, block_type_slug: str, *args: Any, **kwargs: Any) -> Any:
+        reads[block_type_slug] += 1
+        return read(self, name, block_type_slug, *args, **kwargs)
+
+    return counted

@@ -20,7 +20,7 @@ PRODUCT = ("domain", "targets", "blocks", "tasks", "flows", "deployments")
 LAYER = {"domain": 0, "targets": 1, "blocks": 2, "tasks": 3, "flows": 4, "deployments": 5}
 SDKS = ("prefect", "prefect_aws", "prefect_docker", "docker", "boto3", "botocore", "httpx")
 # Each kind's folder, from the registry: a new target is held to the rules without a line here.
-TARGETS = tuple(sorted({kind.block.__module__.rsplit(".", 1)[0] for kind in KINDS}))
+TARGETS = tuple(sorted(kind.package for kind in KINDS))
 
 
 def module_name(path: Path) -> str:

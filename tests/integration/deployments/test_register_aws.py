@@ -9,7 +9,8 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectNotFound
 
-from blocks.environment import FlowmastersEnvironment, load_environment
+from blocks.environment import load_environment
+from blocks.environment_block import FlowmastersEnvironment
 from deployments.register import load_description, register_environment
 from domain.errors import ReleaseError
 from flows.lock import lock_name

@@ -45,7 +45,7 @@ from prefect_aws import AwsCredentials
 from prefect_aws.client_parameters import AwsClientParameters
 from prefect_docker import DockerHost
 
-from blocks.environment import FlowmastersEnvironment
+from blocks.environment_block import FlowmastersEnvironment
 from domain.checks import CheckSpec, ProbeSpec
 from domain.records import ReleaseRecord
 from domain.services import ServiceSpec
