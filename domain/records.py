@@ -95,6 +95,12 @@ def start_record(
     )
 
 
+def switched(before: Revision | None, now: Revision | None) -> bool:
+    """Does a service serve something other than what it served `before` (None: it ran nothing
+    then, so there is nothing to go back to, and nothing counts as switched)?"""
+    return before is not None and (now is None or now.image_id != before.image_id)
+
+
 def not_serving_previous(
     previous: dict[str, Revision | None], live: dict[str, Revision | None]
 ) -> list[str]:
@@ -103,7 +109,7 @@ def not_serving_previous(
     wrong = []
     for name, before in previous.items():
         now = live.get(name)
-        if before is not None and (now is None or now.image_id != before.image_id):
+        if switched(before, now):
             serving = now.version if now is not None else "nothing"
             wrong.append(f"{name} serves {serving}, not {before.version}")
     return wrong

@@ -24,8 +24,14 @@ from prefect.transactions import transaction
 from blocks.environment import Environment, load_environment
 from domain.errors import ChecksFailed
 from domain.plan import ReleasePlan
-from domain.records import ReleaseRecord, image_refs, not_serving_previous, start_record
-from domain.results import BuildSpec, InfrastructureChange, PushedImage
+from domain.records import (
+    ReleaseRecord,
+    image_refs,
+    not_serving_previous,
+    start_record,
+    switched,
+)
+from domain.results import BuildSpec, DeployResult, InfrastructureChange, PushedImage, Revision
 from domain.versions import Source, choose_version, combined_digest, normalize_version
 from flows import events
 from flows.forms import InfrastructureApproval, ReleaseApproval
@@ -344,29 +350,39 @@ def serve(run: ReleaseRun, pushed: list[PushedImage], bake_seconds: float) -> No
     the transaction back: each deploy's hook switches its service back (tasks/services.py), the
     last deployed first, before the failure is reported or any event is emitted. When the
     checks and bake pass it commits, and the previous revisions are stopped (kept)."""
+    assert run.record is not None
+    deployed: list[DeployResult] = []
     try:
         with transaction():
-            deployed = deploy_in_order(
+            deploy_in_order(
                 run.env,
-                rollouts(run.env, pushed, run.version),
+                rollouts(run.env, pushed, run.version, run.record.previous),
                 run.report,
                 keep_previous=True,
+                deployed=deployed,
             )  # 5-7
             check_release(run, bake_seconds, changed=any(d.changed for d in deployed))  # 8
     except BaseException:
-        confirm_switch_back(run)
+        confirm_switch_back(run, deployed)
         raise
 
 
-def confirm_switch_back(run: ReleaseRun) -> None:
+def confirm_switch_back(run: ReleaseRun, deployed: list[DeployResult]) -> None:
     """After the undo: does every service serve what it served before the release? Read from the
-    target, not assumed from the hooks; recorded, so the rollback run and a person know."""
+    target, not assumed from the hooks; recorded, so the rollback run and a person know. When
+    no service had switched (the release failed before its first switch, or it changed nothing),
+    that is what the report says, and nothing is stopped."""
     assert run.record is not None
+    previous = run.record.previous
     try:
         with run.report.step("switch back") as row:
             names = [s.name for s in run.env.spec.ordered()]
             live = read_live_revisions(run.env, names)
-            wrong = not_serving_previous(run.record.previous, live)
+            wrong = not_serving_previous(previous, live)
+            had_switched = any(switched(previous.get(d.service), d.current) for d in deployed)
+            if not wrong and not had_switched:
+                row.result = "no service had switched: each serves what it served before"
+                return
             run.save(switched_back=not wrong)
             row.result = "; ".join(wrong) or "every service serves what it served before"
             row.changed = "" if wrong else "switched back in process"
@@ -377,10 +393,18 @@ def confirm_switch_back(run: ReleaseRun) -> None:
         get_run_logger().error(f"could not confirm the switch back: {exc}")
 
 
-def rollouts(env: Environment, pushed: list[PushedImage], version: str) -> list[Rollout]:
-    """Steps 5-6: every service to its pushed image, in deploy order (backend first)."""
+def rollouts(
+    env: Environment,
+    pushed: list[PushedImage],
+    version: str,
+    before: dict[str, Revision | None],
+) -> list[Rollout]:
+    """Steps 5-6: every service to its pushed image, in deploy order (backend first); what each
+    served `before` the release is what its undo goes back to."""
     images = {p.service: p.reference for p in pushed}
-    return [Rollout(s.name, version, images[s.name]) for s in env.spec.ordered()]
+    return [
+        Rollout(s.name, version, images[s.name], before.get(s.name)) for s in env.spec.ordered()
+    ]
 
 
 def check_release(run: ReleaseRun, bake_seconds: float, changed: bool = True) -> None:

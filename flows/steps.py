@@ -26,6 +26,7 @@ class Rollout(NamedTuple):
     service: str
     version: str
     image: str | None
+    before: Revision | None = None  # what served before the release, when known (the undo's)
 
 
 def version_of(revision: Revision | None) -> str:
@@ -38,18 +39,21 @@ def deploy_in_order(
     report: Report,
     verb: str = "deploy",
     keep_previous: bool = False,
+    deployed: list[DeployResult] | None = None,
 ) -> list[DeployResult]:
     """Deploy each rollout in the order given, one report row each, then check the edge (the
     load balancer serves the new revisions; the CDN is invalidated) if anything was deployed.
-    `keep_previous`: what served before keeps running out of rotation (see tasks/services.py)."""
-    deployed: list[DeployResult] = []
+    `keep_previous`: what served before keeps running out of rotation (see tasks/services.py).
+    `deployed` collects each result as it comes, so a caller still has them when a later step
+    fails."""
+    deployed = [] if deployed is None else deployed
     for rollout in rollouts:
         with report.step(f"{verb} {rollout.service}") as row:
             if rollout.image is None:
                 row.result = "nothing ran before this release; left as it is"
                 continue
             result = deploy_service(
-                env, rollout.service, rollout.image, rollout.version, keep_previous
+                env, rollout.service, rollout.image, rollout.version, keep_previous, rollout.before
             )
             deployed.append(result)
             row.result = result.detail

@@ -7,10 +7,11 @@ from prefect.cache_policies import NO_CACHE
 
 from blocks.environment import Environment
 from domain.results import DeployResult, EdgeResult
-from tasks.retries import RETRIES
+from tasks.retries import IN_TRANSACTION, retried
 
 
-@task(name="update-edge", cache_policy=NO_CACHE, timeout_seconds=900, **RETRIES)
+# Run inside the release's transaction: retried within the attempt (see tasks/retries.py).
+@task(name="update-edge", cache_policy=NO_CACHE, timeout_seconds=900, **IN_TRANSACTION)
 def update_edge(env: Environment, deployed: list[DeployResult]) -> EdgeResult:
     """Invalidate the CDN where there is one; confirm the load balancer targets the new version."""
-    return env.connect().update_edge(deployed)
+    return retried(lambda: env.connect().update_edge(deployed), "edge")

@@ -6,11 +6,17 @@ message says what to fix and retrying would only delay it.
 
 from __future__ import annotations
 
-from typing import Any
+import random
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from prefect.tasks import exponential_backoff
 
 from domain.errors import TransientError
+from targets.runlog import run_logger
+
+R = TypeVar("R")
 
 RETRYABLE = (TransientError, ConnectionError, TimeoutError)
 
@@ -30,3 +36,37 @@ RETRIES: dict[str, Any] = {
     "retry_jitter_factor": 0.5,
     "retry_condition_fn": is_retryable,
 }
+
+
+# The same schedule, run inside one attempt of a task (`retried`). For the steps a release runs
+# inside its transaction (deploy, edge): Prefect rolls the enclosing transaction back on every
+# failed attempt of a task in it, retried or not (each attempt is its own child transaction, and
+# a rolled-back child rolls back its parent). A Prefect retry there would switch the services
+# already deployed back at the first hiccup, while the retry goes on deploying the next one.
+IN_TRANSACTION: dict[str, Any] = {"retries": 0}
+DELAYS = (2.0, 4.0, 8.0)  # what RETRIES waits: exponential_backoff(backoff_factor=2), 3 retries
+JITTER = 0.5
+
+
+def retry_delays(draws: Sequence[float]) -> list[float]:
+    """The waits before each retry, given one uniform draw in [0, 1) per retry: each of DELAYS
+    spread by ±JITTER, as Prefect spreads them."""
+    return [d * (1 - JITTER + 2 * JITTER * u) for d, u in zip(DELAYS, draws, strict=True)]
+
+
+def retried(step: Callable[[], R], what: str, sleep: Callable[[float], None] = time.sleep) -> R:
+    """`step()`, retried after a transient failure (RETRYABLE) on RETRIES' schedule, each retry
+    logged; anything else, or the last transient failure, is raised as it is."""
+    delays = retry_delays([random.random() for _ in DELAYS])
+    for attempt, delay in enumerate([*delays, None], start=1):
+        try:
+            return step()
+        except RETRYABLE as exc:
+            if delay is None:
+                raise
+            run_logger().warning(
+                f"{what}: {exc or type(exc).__name__} (transient); attempt {attempt + 1} of "
+                f"{len(DELAYS) + 1} in {delay:.1f} s"
+            )
+            sleep(delay)
+    raise AssertionError("unreachable: the last attempt returns or raises")

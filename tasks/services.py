@@ -20,10 +20,10 @@ from prefect.cache_policies import NO_CACHE
 from prefect.transactions import Transaction, get_transaction
 
 from blocks.environment import Environment
-from domain.records import ReleaseRecord
+from domain.records import ReleaseRecord, switched
 from domain.results import DeployResult, Revision
 from targets.runlog import run_logger
-from tasks.retries import RETRIES
+from tasks.retries import IN_TRANSACTION, RETRIES, retried
 
 
 @task(name="read-live-revisions", cache_policy=NO_CACHE, timeout_seconds=120, **RETRIES)
@@ -34,11 +34,12 @@ def read_live_revisions(env: Environment, services: list[str]) -> dict[str, Revi
 
 
 class Deployed(NamedTuple):
-    """What a deploy's hooks need: where, and what it changed."""
+    """What a deploy's hooks need: where, what it changed, and what to go back to."""
 
     env: Environment
     result: DeployResult
     keep_previous: bool
+    before: Revision | None  # what served before the release (the switch back's target)
 
 
 @task(
@@ -46,19 +47,33 @@ class Deployed(NamedTuple):
     task_run_name="deploy-{service}-{version}",
     cache_policy=NO_CACHE,
     # Above the targets' own deploy budgets (AWS: 900 s), so their message, naming the service
-    # and its last events, is the one a person sees.
+    # and its last events, is the one a person sees; the retries share it.
     timeout_seconds=1200,
-    **RETRIES,
+    # Run inside the release's transaction: retried within the attempt (see tasks/retries.py).
+    **IN_TRANSACTION,
 )
 def deploy_service(
-    env: Environment, service: str, image: str, version: str, keep_previous: bool = False
+    env: Environment,
+    service: str,
+    image: str,
+    version: str,
+    keep_previous: bool = False,
+    before: Revision | None = None,
 ) -> DeployResult:
     """Start beside the old, wait healthy, switch traffic, drain; the old is kept running
-    (`keep_previous`, until the transaction commits) or stopped. Idempotent."""
-    result = env.connect().deploy_service(service, image, version, keep_previous)
+    (`keep_previous`, until the transaction commits) or stopped. Idempotent.
+
+    `before`: what served before the release, when the caller knows it. The undo is staged
+    whenever the service now serves something else, not only when this attempt changed it: an
+    attempt that switched and then failed is retried, and the retry finds nothing to change."""
+    result = retried(
+        lambda: env.connect().deploy_service(service, image, version, keep_previous),
+        f"deploy {service} {version}",
+    )
+    before = before if before is not None else result.previous
     txn = get_transaction()
-    if txn is not None and result.changed:
-        txn.set("deployed", Deployed(env, result, keep_previous))
+    if txn is not None and switched(before, result.current):
+        txn.set("deployed", Deployed(env, result, keep_previous, before))
     return result
 
 
@@ -66,14 +81,17 @@ def deploy_service(
 def switch_back(txn: Transaction) -> None:
     """The release failed after this deploy: serve what served before, at once."""
     deployed: Deployed | None = txn.get("deployed", None)
-    if deployed is None or deployed.result.previous is None:
+    if deployed is None or deployed.before is None:
         return
-    previous = deployed.result.previous
+    previous = deployed.before
     # keep_previous: the failed revision is only taken out of rotation here, so that the next
     # service's switch back waits for no container to stop; the flow stops it after every
     # service is back (flows/release.py, confirm_switch_back).
-    back = deployed.env.connect().deploy_service(
-        previous.service, previous.image, previous.version, keep_previous=True
+    back = retried(
+        lambda: deployed.env.connect().deploy_service(
+            previous.service, previous.image, previous.version, keep_previous=True
+        ),
+        f"switch {previous.service} back to {previous.version}",
     )
     run_logger().warning(f"{previous.service}: switched back to {previous.version} ({back.detail})")
 
@@ -90,7 +108,7 @@ def retire_previous(txn: Transaction) -> None:
     makes Prefect roll the transaction back, which would undo a good release; what is left
     running takes no traffic, and the next deploy of the service stops it."""
     deployed: Deployed | None = txn.get("deployed", None)
-    if deployed is None or not deployed.keep_previous or deployed.result.previous is None:
+    if deployed is None or not deployed.keep_previous or deployed.before is None:
         return
     service = deployed.result.service
     try:

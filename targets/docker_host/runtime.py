@@ -268,7 +268,12 @@ class DockerHostRuntime(migrations.OneOffMigrations):
     # -- steps 5-6: services -------------------------------------------------------------------
 
     def live_revision(self, service: str) -> Revision | None:
-        slot = proxy.live_slot(self.admin.states(), self._backend(service))
+        return self._revision_on(
+            service, proxy.live_slot(self.admin.states(), self._backend(service))
+        )
+
+    def _revision_on(self, service: str, slot: int | None) -> Revision | None:
+        """What runs on `slot` of `service` (the live slot, read from HAProxy by the caller)."""
         if slot is None:
             return None
         with self._engine() as client:
@@ -299,7 +304,7 @@ class DockerHostRuntime(migrations.OneOffMigrations):
         container keeps running out of rotation until `retire_previous`; else it is stopped."""
         backend = self._backend(service)
         live = proxy.live_slot(self.admin.states(), backend)
-        previous = self.live_revision(service)
+        previous = self._revision_on(service, live)
         spec = self.env.service(service)
         with self._engine() as client:
             image_id = self._ensure_image(client, image)
@@ -352,12 +357,7 @@ class DockerHostRuntime(migrations.OneOffMigrations):
         if live is None:
             return "no live slot: nothing stopped"
         with self._engine() as client:
-            stopped = []
-            for old in containers.find(client, self.env.name, service, 1 - live):
-                if old.status == "running":
-                    old.stop(timeout=10)
-                    stopped.append(old.name)
-            self._prune(client, service)
+            stopped = self._retire(client, service, 1 - live)
         return f"stopped {', '.join(stopped)} (kept for rollback)" if stopped else "none running"
 
     def _start_healthy(
@@ -387,13 +387,17 @@ class DockerHostRuntime(migrations.OneOffMigrations):
             raise
         return container
 
-    def _retire(self, client: docker.DockerClient, service: str, slot: int | None) -> None:
-        """Stop what ran on the old slot (kept for rollback), then prune beyond keep_revisions."""
+    def _retire(self, client: docker.DockerClient, service: str, slot: int | None) -> list[str]:
+        """Stop what ran on the old slot (kept for rollback), then prune beyond keep_revisions;
+        the names of the containers stopped."""
+        stopped = []
         if slot is not None:
             for old in containers.find(client, self.env.name, service, slot):
                 if old.status == "running":
                     old.stop(timeout=10)
+                    stopped.append(old.name)
         self._prune(client, service)
+        return stopped
 
     def _ensure_image(self, client: docker.DockerClient, image: str) -> str:
         try:

@@ -105,6 +105,8 @@ class FakeTarget:
         self.calls: list[str] = []
         self.timeline: list[str] = self.served.timeline  # calls and emitted events, in order
         self.fail: dict[str, Exception] = {}
+        # raised once by that deploy call after it switched (a retry then finds it live)
+        self.fail_after_switch: dict[str, Exception] = {}
         self.live: dict[str, Revision] = {}
         self.schema = 1
         self.on_backup: Any = None
@@ -211,6 +213,8 @@ class FakeTarget:
         self.live[service] = current
         self.served.versions[service] = version
         self.kept_running = {**self.kept_running, service: keep_previous}
+        if (error := self.fail_after_switch.pop(f"deploy:{service}:{version}", None)) is not None:
+            raise error
         return DeployResult(service=service, changed=True, previous=previous, current=current)
 
     def retire_previous(self, service: str) -> str:

@@ -9,7 +9,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from prefect.variables import Variable
 
-from domain.errors import ReleaseError
+from domain.errors import ReleaseError, TransientError
 from domain.records import ReleaseRecord
 from domain.results import InfrastructureChange
 from flows import events
@@ -20,6 +20,17 @@ from tests.flows.conftest import save_environment
 
 def record_of(environment: str) -> ReleaseRecord:
     return ReleaseRecord.model_validate(Variable.get(variable_name(environment)))
+
+
+def latest_report_rows() -> dict[str, str]:
+    """The latest release report's rows, step -> result, as the Prefect UI shows them."""
+    with get_client(sync_client=True) as client:
+        steps = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["release-steps-flowtest"])),
+            sort="CREATED_DESC",
+            limit=1,
+        )[0].data
+    return {row["step"]: row["result"] for row in json.loads(steps)}
 
 
 def names(emitted) -> list[str]:
@@ -152,6 +163,67 @@ def test_a_failed_frontend_deploy_switches_the_backend_back(fake, emitted, sourc
     assert "frontend v2 never became healthy" in emitted[-1][2]["reason"]
 
 
+def test_a_deploy_retried_after_its_switch_is_still_switched_back(fake, emitted, source):
+    """The first attempt switched the frontend, then failed; the retry finds v2 live and changes
+    nothing, and the undo must still take the frontend back to what served before the release."""
+    release("flowtest", "v1", source)
+    fake.served.status = 500
+    fake.fail_after_switch["deploy:frontend:v2"] = TransientError("proxy config not written")
+    fake.timeline.clear()
+
+    state = release("flowtest", "v2", source, return_state=True)
+
+    assert state.is_failed()
+    assert serving(fake) == {"backend": "v1", "frontend": "v1"}
+    deploys = [c for c in fake.timeline if c.startswith("deploy")]
+    assert deploys == [
+        "deploy:backend:v2",
+        "deploy:frontend:v2",
+        "deploy:frontend:v2",  # the retry
+        "deploy:frontend:v1",
+        "deploy:backend:v1",
+    ]
+    assert record_of("flowtest").switched_back
+
+
+def test_a_transient_deploy_failure_is_retried_without_undoing_the_services_before_it(
+    fake, emitted, source
+):
+    """Prefect rolls a transaction back on any failed attempt of a task in it, retried or not:
+    the deploy retries within its attempt, so the backend stays on v2 and the release passes."""
+    release("flowtest", "v1", source)
+    fake.fail_after_switch["deploy:frontend:v2"] = TransientError("engine restarting")
+    fake.timeline.clear()
+
+    state = release("flowtest", "v2", source, return_state=True)
+
+    assert state.is_completed(), state.message
+    assert serving(fake) == {"backend": "v2", "frontend": "v2"}
+    assert [c for c in fake.timeline if c.startswith("deploy")] == [
+        "deploy:backend:v2",
+        "deploy:frontend:v2",
+        "deploy:frontend:v2",
+    ]
+
+
+def test_a_release_that_fails_before_its_first_switch_says_nothing_was_switched(
+    fake, emitted, source
+):
+    release("flowtest", "v1", source)
+    fake.fail["deploy:backend:v2"] = ReleaseError("backend v2 never became healthy")
+    fake.timeline.clear()
+
+    state = release("flowtest", "v2", source, return_state=True)
+
+    assert state.is_failed()
+    assert serving(fake) == {"backend": "v1", "frontend": "v1"}
+    assert [c for c in fake.timeline if c.startswith(("deploy", "retire"))] == ["deploy:backend:v2"]
+    assert not record_of("flowtest").switched_back
+    assert latest_report_rows()["switch back"] == (
+        "no service had switched: each serves what it served before"
+    )
+
+
 def test_a_switch_back_that_fails_is_recorded_and_left_to_the_rollback_run(fake, emitted, source):
     release("flowtest", "v1", source)
     fake.served.status = 500
@@ -228,13 +300,7 @@ def test_a_failure_during_the_bake_window_fails_the_release_and_emits_checks_fai
     assert state.is_failed()
     assert names(emitted) == [events.RELEASE_STARTED, events.CHECKS_FAILED, events.RELEASE_FAILED]
     assert record_of("flowtest").status == "checks_failed"
-    with get_client(sync_client=True) as client:
-        steps = client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["release-steps-flowtest"])),
-            sort="CREATED_DESC",
-            limit=1,
-        )[0].data
-    rows = {row["step"]: row["result"] for row in json.loads(steps)}
+    rows = latest_report_rows()
     assert "passed" in rows["smoke checks"]
     assert rows["bake"].startswith("FAILED")
 

@@ -2,7 +2,7 @@ import pytest
 from prefect.states import Failed
 
 from domain.errors import ChecksFailed, ReleaseError, TransientError
-from tasks.retries import is_retryable
+from tasks.retries import DELAYS, is_retryable, retried, retry_delays
 
 
 @pytest.mark.parametrize(
@@ -22,3 +22,45 @@ def test_only_transient_failures_are_retried(error, expected):
     state = Failed(data=error, message=f"Task run encountered an exception: {error!r}")
 
     assert is_retryable(None, None, state) is expected
+
+
+def test_retry_delays_spread_each_wait_by_half_either_way():
+    assert retry_delays([0.0, 0.5, 0.999]) == pytest.approx([1.0, 4.0, 11.992])
+
+
+class Flaky:
+    """A step that raises each of `errors` in turn, then answers "done"."""
+
+    def __init__(self, *errors: Exception) -> None:
+        self.errors = list(errors)
+        self.attempts = 0
+
+    def __call__(self) -> str:
+        self.attempts += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return "done"
+
+
+def test_retried_in_one_attempt_until_a_transient_failure_passes():
+    step, waits = Flaky(TransientError("engine restarting"), ConnectionError()), []
+
+    assert retried(step, "deploy backend v2", sleep=waits.append) == "done"
+    assert step.attempts == 3
+    assert [d / 2 <= w <= d * 1.5 for d, w in zip(DELAYS, waits, strict=False)] == [True, True]
+
+
+def test_retried_raises_a_release_error_at_once():
+    step, waits = Flaky(ReleaseError("never became healthy")), []
+
+    with pytest.raises(ReleaseError, match="never became healthy"):
+        retried(step, "deploy backend v2", sleep=waits.append)
+    assert (step.attempts, waits) == (1, [])
+
+
+def test_retried_gives_up_after_the_last_retry():
+    step, waits = Flaky(*[TimeoutError("socket timed out")] * 10), []
+
+    with pytest.raises(TimeoutError):
+        retried(step, "edge", sleep=waits.append)
+    assert step.attempts == len(DELAYS) + 1 and len(waits) == len(DELAYS)
