@@ -20,7 +20,6 @@ from blocks.environment import load_environment
 from deployments.register import load_description
 from flows import events
 from flows.release import release
-from targets.docker_host import proxy
 from tasks.records import variable_name
 from tests.integration.conftest import TestEnvironment, read_events, run_texts, task_states
 from tests.support.block_reads import count_block_reads
@@ -150,27 +149,6 @@ def test_a_releases_backup_is_never_replaced_by_a_later_dump(environment: TestEn
 
     assert again == first
     assert Path(again.location).read_bytes() == taken
-
-
-def test_a_retried_deploy_finishes_a_switch_left_half_done(environment: TestEnvironment):
-    """A deploy that put the new slot in rotation and then failed, before the old slot was
-    drained, leaves both in rotation. Its retry finds the image live: it must park the other."""
-    target = load_environment(environment.name).connect()
-    backend = proxy.backend_name(environment.name, "backend")
-    live = proxy.live_slot(target.admin.states(), backend)
-    assert live is not None
-    other = 1 - live
-    target.admin.set_state(backend, other, "ready")  # the switch stopped before the drain
-    revision = target.live_revision("backend")
-    assert revision is not None
-
-    result = target.deploy_service("backend", revision.image, revision.version)
-
-    states = target.admin.states()
-    assert not result.changed
-    assert states[(backend, proxy.server_name(other))].status.startswith("MAINT")
-    assert proxy.is_serving(states[(backend, proxy.server_name(live))].status)
-    assert serving(environment) == ("v2", "v2", 2)
 
 
 def test_failing_migration_stops_the_release_and_v2_keeps_serving(environment: TestEnvironment):
