@@ -18,7 +18,7 @@ from prefect.blocks.core import Block
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import BlockDocument
 from prefect.exceptions import ObjectNotFound
-from pydantic import BaseModel, ConfigDict, SerializeAsAny
+from pydantic import BaseModel, ConfigDict, SerializeAsAny, ValidationError
 
 from domain.environment import EnvironmentSpec
 from domain.errors import ReleaseError
@@ -83,10 +83,26 @@ def environment_of(name: str, document: BlockDocument) -> Environment:
             f"environment '{name}': its block names no target block. Describe the target in "
             f"deployments/environments/{name}.yaml and run `python -m deployments.register {name}`."
         )
-    target = registry.kind_of_block(slug).block.model_validate(target_data)
+    try:
+        target = registry.kind_of_block(slug).block.model_validate(target_data)
+        spec = EnvironmentSpec.model_validate({**data, "name": name})
+    except ValidationError as exc:
+        raise ReleaseError(
+            f"environment '{name}': its block does not hold a valid environment "
+            f"({invalid_fields(exc)}). Describe it in deployments/environments/{name}.yaml and "
+            f"run `python -m deployments.register {name}`; nothing was changed."
+        ) from None
     if reference:
         _name_saved_blocks(target, reference)
-    return Environment(spec=EnvironmentSpec.model_validate({**data, "name": name}), target=target)
+    return Environment(spec=spec, target=target)
+
+
+def invalid_fields(exc: ValidationError) -> str:
+    """Where and what, never the value: a block's fields hold passwords and keys."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in error['loc']) or 'the block'}: {error['msg']}"
+        for error in exc.errors(include_input=False, include_url=False)
+    )
 
 
 def _name_saved_blocks(block: Block, reference: dict[str, Any]) -> None:

@@ -43,9 +43,16 @@ RETRIES: dict[str, Any] = {
 # failed attempt of a task in it, retried or not (each attempt is its own child transaction, and
 # a rolled-back child rolls back its parent). A Prefect retry there would switch the services
 # already deployed back at the first hiccup, while the retry goes on deploying the next one.
-IN_TRANSACTION: dict[str, Any] = {"retries": 0}
 DELAYS = (2.0, 4.0, 8.0)  # what RETRIES waits: exponential_backoff(backoff_factor=2), 3 retries
 JITTER = 0.5
+
+
+def in_transaction(attempt_seconds: float) -> dict[str, Any]:
+    """Task options for a step run inside the release's transaction: no Prefect retries, and a
+    timeout that gives each attempt of `retried` its whole `attempt_seconds`, plus the waits (as
+    Prefect's retries gave each attempt its own timeout)."""
+    waits = sum(DELAYS) * (1 + JITTER)
+    return {"retries": 0, "timeout_seconds": attempt_seconds * (len(DELAYS) + 1) + waits}
 
 
 def retry_delays(draws: Sequence[float]) -> list[float]:
@@ -65,7 +72,7 @@ def retried(step: Callable[[], R], what: str, sleep: Callable[[float], None] = t
             if delay is None:
                 raise
             run_logger().warning(
-                f"{what}: {exc or type(exc).__name__} (transient); attempt {attempt + 1} of "
+                f"{what}: {str(exc) or type(exc).__name__} (transient); attempt {attempt + 1} of "
                 f"{len(DELAYS) + 1} in {delay:.1f} s"
             )
             sleep(delay)

@@ -23,7 +23,7 @@ from blocks.environment import Environment
 from domain.records import ReleaseRecord, switched
 from domain.results import DeployResult, Revision
 from targets.runlog import run_logger
-from tasks.retries import IN_TRANSACTION, RETRIES, retried
+from tasks.retries import RETRIES, in_transaction, retried
 
 
 @task(name="read-live-revisions", cache_policy=NO_CACHE, timeout_seconds=120, **RETRIES)
@@ -46,11 +46,10 @@ class Deployed(NamedTuple):
     name="deploy-service",
     task_run_name="deploy-{service}-{version}",
     cache_policy=NO_CACHE,
-    # Above the targets' own deploy budgets (AWS: 900 s), so their message, naming the service
-    # and its last events, is the one a person sees; the retries share it.
-    timeout_seconds=1200,
     # Run inside the release's transaction: retried within the attempt (see tasks/retries.py).
-    **IN_TRANSACTION,
+    # Each attempt gets more than the targets' own deploy budgets (AWS: 900 s), so their message,
+    # naming the service and its last events, is the one a person sees.
+    **in_transaction(1200),
 )
 def deploy_service(
     env: Environment,

@@ -140,12 +140,15 @@ def is_serving(status: str) -> bool:
 
 
 def live_slot(states: Mapping[tuple[str, str], ServerState], backend: str) -> int | None:
-    """The slot taking traffic: the one not in maintenance (the first, mid-switch)."""
+    """The slot taking traffic: the one not in maintenance. Mid-switch both are out of it: the
+    one draining is the old one (a switch drains the old slot after the new one is up); with
+    neither draining, the first."""
+    rotating = []
     for slot in SLOTS:
         state = states.get((backend, server_name(slot)))
         if state and not state.status.startswith("MAINT"):
-            return slot
-    return None
+            rotating.append((state.status.startswith("DRAIN"), slot))
+    return min(rotating)[1] if rotating else None
 
 
 class HaproxyAdmin:

@@ -303,12 +303,14 @@ class DockerHostRuntime(migrations.OneOffMigrations):
         there is to do: that is the instant switch back. With `keep_previous`, the old slot's
         container keeps running out of rotation until `retire_previous`; else it is stopped."""
         backend = self._backend(service)
-        live = proxy.live_slot(self.admin.states(), backend)
+        states = self.admin.states()
+        live = proxy.live_slot(states, backend)
         previous = self._revision_on(service, live)
         spec = self.env.service(service)
         with self._engine() as client:
             image_id = self._ensure_image(client, image)
-            if previous is not None and previous.image_id == image_id:
+            if live is not None and previous is not None and previous.image_id == image_id:
+                self._finish_switch(states, backend, live)
                 return DeployResult.unchanged(previous, f"{version} already live; nothing changed")
             new_slot = 1 if live == 0 else 0
             container = self._standing_by(client, spec, image_id, version, new_slot)
@@ -333,6 +335,19 @@ class DockerHostRuntime(migrations.OneOffMigrations):
             detail=f"{how} {container.name} on slot{new_slot}; "
             f"previous {kept if previous else 'none'}",
         )
+
+    def _finish_switch(
+        self, states: dict[tuple[str, str], proxy.ServerState], backend: str, live: int
+    ) -> None:
+        """The image is live on `live`: finish what a deploy that switched and then failed may
+        have left undone (its retry lands here). Park the other slot if it still takes traffic
+        (the switch stopped before the drain); write the config file (a no-op when current)."""
+        other = 1 - live
+        state = states.get((backend, proxy.server_name(other)))
+        if state is not None and not state.status.startswith("MAINT"):
+            _logger().info(f"{backend}: slot{other} is still in rotation beside slot{live}")
+            self.admin.switch(backend, live, other)
+        self._write_proxy_config()
 
     def _standing_by(
         self, client: docker.DockerClient, spec: ServiceSpec, image_id: str, version: str, slot: int

@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -23,10 +25,14 @@ from prefect.client.schemas.filters import (
     FlowFilter,
     FlowFilterName,
     FlowRunFilter,
+    FlowRunFilterExpectedStartTime,
     FlowRunFilterStartTime,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
 )
-from prefect.client.schemas.objects import FlowRun
+from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.deployments import run_deployment
+from prefect.states import State
 
 from tests.integration.conftest import stack  # noqa: F401  (the stack must be up)
 
@@ -105,4 +111,43 @@ def rolled_back_to(previous: str, since: Any) -> list[FlowRun]:
             and runs
         ),
         timeout=300,
+    )
+
+
+UNFINISHED = [StateType.PENDING, StateType.RUNNING, StateType.PAUSED, StateType.CANCELLING]
+
+
+def unfinished_since(since: Any) -> list[FlowRun]:
+    """Runs due since `since` that have not ended (future schedules excluded)."""
+    with get_client(sync_client=True) as client:
+        return client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                expected_start_time=FlowRunFilterExpectedStartTime(after_=since),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=UNFINISHED)),
+            )
+        )
+
+
+@pytest.fixture(autouse=True)
+def no_run_outlives_its_test() -> Iterator[None]:
+    """What a test started ends with it. The deployments allow one release at a time and cancel
+    a newer one (CANCEL_NEW), so a run a failed test left running would fail every later test
+    with "Deployment concurrency limit reached" (CI, 2026-12-02) instead of its own message.
+    Runs still going a minute after the test (a rollback it triggered) are cancelled through the
+    worker, which stops their processes."""
+    since = datetime.now(UTC)
+    yield
+    deadline = time.monotonic() + 60
+    while (left := unfinished_since(since)) and time.monotonic() < deadline:
+        time.sleep(2)
+    if not left:
+        return
+    with get_client(sync_client=True) as client:
+        for run in left:
+            client.set_flow_run_state(run.id, State(type=StateType.CANCELLING), force=True)
+    wait_until(
+        f"the runs left by this test ({', '.join(r.name for r in left)}) ending once cancelled",
+        lambda: not unfinished_since(since),
+        timeout=120,
+        every=2,
     )

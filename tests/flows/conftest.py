@@ -9,8 +9,11 @@ composition (order, records, events, failure paths) in seconds. What it serves i
 
 from __future__ import annotations
 
+import faulthandler
 import json
+import sys
 import threading
+import warnings
 from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,6 +21,8 @@ from typing import Any
 
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.events.worker import EventsWorker
+from prefect.logging.handlers import APILogWorker
 from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
 from prefect.testing.utilities import prefect_test_harness
 from prefect_docker import DockerHost
@@ -49,6 +54,30 @@ from tests.support.block_reads import count_block_reads
 ENVIRONMENT = "flowtest"
 
 
+DRAIN_SECONDS = 60
+
+
+def drain_prefect_workers(timeout: float = DRAIN_SECONDS) -> list[str]:
+    """Send the logs and events still queued in this process, waiting at most `timeout` seconds;
+    returns the services that did not finish.
+
+    Why here: `prefect_test_harness` drains the same services on exit with no timeout, and once
+    (CI, 2026-12-02) that drain never returned after every test of the tier had passed, so the
+    tier sat until pytest-timeout's 900 s. Draining first, bounded, stops the services either
+    way, so the harness finds nothing left to wait for; a service that did not finish is named
+    in a warning (its stack is dumped to stderr) instead of hanging the suite.
+    """
+    stuck = []
+    for service in (APILogWorker, EventsWorker):
+        _, pending = service.drain_all(timeout=timeout, at_exit=False)
+        if pending:
+            stuck.append(service.__name__)
+    if stuck:
+        faulthandler.dump_traceback(file=sys.stderr)
+        warnings.warn(f"{', '.join(stuck)} did not drain within {timeout:.0f}s", stacklevel=2)
+    return stuck
+
+
 @pytest.fixture(scope="package", autouse=True)
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """A throwaway server, and a throwaway result store: no cache record outlives the session."""
@@ -58,6 +87,7 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         temporary_settings({PREFECT_LOCAL_STORAGE_PATH: storage}),
     ):
         yield
+        drain_prefect_workers()
 
 
 class Served:

@@ -20,6 +20,7 @@ from blocks.environment import load_environment
 from deployments.register import load_description
 from flows import events
 from flows.release import release
+from targets.docker_host import proxy
 from tasks.records import variable_name
 from tests.integration.conftest import TestEnvironment, read_events, run_texts, task_states
 from tests.support.block_reads import count_block_reads
@@ -149,6 +150,37 @@ def test_a_releases_backup_is_never_replaced_by_a_later_dump(environment: TestEn
 
     assert again == first
     assert Path(again.location).read_bytes() == taken
+
+
+def test_a_retried_deploy_finishes_a_switch_left_half_done(environment: TestEnvironment):
+    """A deploy that put the new slot in rotation and failed before parking the old one leaves
+    both serving, users getting either version. Its retry must end with only the new one."""
+    target = load_environment(environment.name).connect()
+    backend = proxy.backend_name(environment.name, "backend")
+    live = proxy.live_slot(target.admin.states(), backend)
+    revision = target.live_revision("backend")
+    assert live is not None and revision is not None and revision.version == "v2"
+    other = 1 - live
+    kept = environment.containers(service="backend", slot=str(other))[0]  # the newest
+    try:
+        kept.start()  # the old revision, still running and in rotation: the switch stopped here
+        target.admin.set_state(backend, other, "ready")
+        target.admin.wait_for(
+            "both slots serving",
+            lambda s: proxy.is_serving(s[(backend, proxy.server_name(other))].status),
+            timeout=30,
+        )
+
+        result = target.deploy_service("backend", revision.image, revision.version)
+    finally:
+        states = target.admin.states()
+        if not states[(backend, proxy.server_name(other))].status.startswith("MAINT"):
+            target.admin.park(backend, other)  # leave the module's next tests a sound switch
+
+    assert result.current.version == "v2"
+    assert states[(backend, proxy.server_name(other))].status.startswith("MAINT")
+    assert proxy.is_serving(states[(backend, proxy.server_name(live))].status)
+    assert serving(environment) == ("v2", "v2", 2)
 
 
 def test_failing_migration_stops_the_release_and_v2_keeps_serving(environment: TestEnvironment):

@@ -2,7 +2,9 @@ import pytest
 from prefect.states import Failed
 
 from domain.errors import ChecksFailed, ReleaseError, TransientError
-from tasks.retries import DELAYS, is_retryable, retried, retry_delays
+from tasks.edge import update_edge
+from tasks.retries import DELAYS, in_transaction, is_retryable, retried, retry_delays
+from tasks.services import deploy_service
 
 
 @pytest.mark.parametrize(
@@ -64,3 +66,10 @@ def test_retried_gives_up_after_the_last_retry():
     with pytest.raises(TimeoutError):
         retried(step, "edge", sleep=waits.append)
     assert step.attempts == len(DELAYS) + 1 and len(waits) == len(DELAYS)
+
+
+def test_a_step_in_the_transaction_has_no_prefect_retries_and_time_for_every_attempt():
+    assert in_transaction(1200) == {"retries": 0, "timeout_seconds": 4 * 1200 + 21.0}
+    for step, attempt_budget in ((deploy_service, 1200), (update_edge, 960)):
+        assert step.retries == 0
+        assert step.timeout_seconds == in_transaction(attempt_budget)["timeout_seconds"]

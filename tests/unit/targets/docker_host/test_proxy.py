@@ -224,11 +224,14 @@ class TestLiveSlot:
             ("MAINT", "DOWN", 1),
             ("MAINT (via be_staging_backend/slot1)", "UP", 1),
             ("UP", "UP", 0),  # mid-switch: the first one not in maintenance
+            ("DRAIN", "UP", 1),  # mid-switch, the old one draining: the new one
+            ("UP", "DRAIN", 0),
+            ("DRAIN", "UP 1/2", 1),
             ("MAINT", "MAINT", None),
             (None, "UP", 1),
         ],
     )
-    def test_live_is_the_slot_not_in_maintenance(self, slot0, slot1, expected):
+    def test_live_is_the_slot_not_in_maintenance_nor_draining(self, slot0, slot1, expected):
         assert live_slot(self.states(slot0, slot1), self.BACKEND) == expected
 
     def test_unknown_backend_has_no_live_slot(self):
