@@ -139,6 +139,11 @@ def is_serving(status: str) -> bool:
     return progress == "" or re.fullmatch(r"\d+/\d+", progress) is not None
 
 
+def in_rotation(state: ServerState | None) -> bool:
+    """Whether HAProxy may send this server traffic: it exists and is not in maintenance."""
+    return state is not None and not state.status.startswith("MAINT")
+
+
 def live_slot(states: Mapping[tuple[str, str], ServerState], backend: str) -> int | None:
     """The slot taking traffic: the one not in maintenance. Mid-switch both are out of it: the
     one draining is the old one (a switch drains the old slot after the new one is up); with
@@ -146,7 +151,7 @@ def live_slot(states: Mapping[tuple[str, str], ServerState], backend: str) -> in
     rotating = []
     for slot in SLOTS:
         state = states.get((backend, server_name(slot)))
-        if state and not state.status.startswith("MAINT"):
+        if in_rotation(state):
             rotating.append((state.status.startswith("DRAIN"), slot))
     return min(rotating)[1] if rotating else None
 

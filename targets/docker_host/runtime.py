@@ -343,8 +343,7 @@ class DockerHostRuntime(migrations.OneOffMigrations):
         have left undone (its retry lands here). Park the other slot if it still takes traffic
         (the switch stopped before the drain); write the config file (a no-op when current)."""
         other = 1 - live
-        state = states.get((backend, proxy.server_name(other)))
-        if state is not None and not state.status.startswith("MAINT"):
+        if proxy.in_rotation(states.get((backend, proxy.server_name(other)))):
             _logger().info(f"{backend}: slot{other} is still in rotation beside slot{live}")
             self.admin.switch(backend, live, other)
         self._write_proxy_config()

@@ -57,9 +57,8 @@ ENVIRONMENT = "flowtest"
 DRAIN_SECONDS = 60
 
 
-def drain_prefect_workers(timeout: float = DRAIN_SECONDS) -> list[str]:
-    """Send the logs and events still queued in this process, waiting at most `timeout` seconds;
-    returns the services that did not finish.
+def drain_prefect_workers(timeout: float = DRAIN_SECONDS) -> None:
+    """Send the logs and events still queued in this process, waiting at most `timeout` seconds.
 
     Why here: `prefect_test_harness` drains the same services on exit with no timeout, and once
     (CI, 2026-12-02) that drain never returned after every test of the tier had passed, so the
@@ -75,7 +74,6 @@ def drain_prefect_workers(timeout: float = DRAIN_SECONDS) -> list[str]:
     if stuck:
         faulthandler.dump_traceback(file=sys.stderr)
         warnings.warn(f"{', '.join(stuck)} did not drain within {timeout:.0f}s", stacklevel=2)
-    return stuck
 
 
 @pytest.fixture(scope="package", autouse=True)
