@@ -4,8 +4,9 @@
     .venv/bin/python -m benchmarks.overhead [--pairs 3]
 
 Two scratch environments of the stand-ins (own databases, ports, repositories; removed after):
-`flow` is released by the release flow (`python -m flows.cli`, a whole process: its imports
-count), `plain` by benchmarks/plain_release.sh (docker CLI, pg_dump, socat to HAProxy's socket,
+`flow` is released by the release flow as the main command does it (`python -m flows.cli`, a
+whole process: it starts a run of the environment's deployment, which the stack's worker hands
+to the warm launcher, and prints its logs until it ends), `plain` by benchmarks/plain_release.sh (docker CLI, pg_dump, socat to HAProxy's socket,
 curl; no caching, no records). Both are first set up by one flow release (HAProxy backends, a
 live version, the schema). Then, on the same machine and the same app:
 - `--pairs` pairs of releases of a new version (a new file in both build contexts, so both images
@@ -14,7 +15,9 @@ live version, the schema). Then, on the same machine and the same app:
 - the flow's last version again, nothing changed;
 - a version where only the frontend's source changed.
 Printed as a table of medians and ratios; written to benchmarks/results/overhead-<time>.json.
-Wall time is the process's; CPU is the process and its children (not the Docker engine's).
+Wall time is the process's; CPU is the process and its children (not the Docker engine's, and
+not the worker's: the flow's CPU is in the launcher's child). Each flow release's start is read
+from the server: the worker submitting the run (Pending) to Running, and to its first task.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -32,15 +36,25 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
-from tests.support.scratch import Scratch, create_environment, remove_environment, stack_dir
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+from tests.support.scratch import (
+    Scratch,
+    create_environment,
+    deploy_like,
+    remove_environment,
+    stack_dir,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 HERE = Path(__file__).resolve().parent
 
 
-def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of the process and its children); fails loudly."""
+def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+    """(wall seconds, CPU seconds of the process and its children, its output); fails loudly."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
@@ -51,13 +65,37 @@ def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
             f"{' '.join(argv[:4])} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
         )
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, done.stdout
+
+
+def flow_release(
+    scratch: Scratch, version: str, starts: list[dict[str, Any]]
+) -> tuple[float, float]:
+    """The main command's release; its run's start figures go to `starts`."""
+    argv = [sys.executable, "-m", "flows.cli", "--environment", scratch.name]
+    argv += ["--version", version, "--source", str(scratch.source)]
+    wall, cpu, out = timed(argv, dict(os.environ))
+    run_id = re.search(r"/runs/flow-run/([0-9a-f-]{36})", out)
+    if run_id is None or "of release/" not in out:
+        raise SystemExit(f"the release did not run through the worker:\n{out[-2000:]}")
+    starts.append(run_start(run_id.group(1)))
     return wall, cpu
 
 
-def flow_release(scratch: Scratch, version: str) -> tuple[float, float]:
-    argv = [sys.executable, "-m", "flows.cli", "--environment", scratch.name]
-    argv += ["--version", version, "--source", str(scratch.source)]
-    return timed(argv, dict(os.environ))
+def run_start(run_id: str) -> dict[str, Any]:
+    """Seconds from the worker's submission (Pending) to Running, and to the first task."""
+    with get_client(sync_client=True) as client:
+        states = client.read_flow_run_states(UUID(run_id))
+        tasks = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(run_id)]))
+        )
+    at = {state.type.value: state.timestamp for state in states}
+    first = min(t.start_time for t in tasks if t.start_time)
+    return {
+        "flow_run_id": run_id,
+        "pending_to_running": (at["RUNNING"] - at["PENDING"]).total_seconds(),
+        "pending_to_first_task": (first - at["PENDING"]).total_seconds(),
+    }
 
 
 def plain_release(scratch: Scratch, version: str, workdir: Path) -> tuple[float, float]:
@@ -83,7 +121,8 @@ def plain_release(scratch: Scratch, version: str, workdir: Path) -> tuple[float,
         "PGPASSWORD": Path(db["password_file"]).read_text().strip(),
         "WINDOW": str(scratch.description["checks"]["window_seconds"]),
     }
-    return timed(["bash", str(HERE / "plain_release.sh")], env)
+    wall, cpu, _ = timed(["bash", str(HERE / "plain_release.sh")], env)
+    return wall, cpu
 
 
 def mark(scratch: Scratch, services: tuple[str, ...]) -> None:
@@ -104,22 +143,24 @@ def main() -> None:
         workdir = Path(tmp)
         flow = create_environment("bench-flow", workdir)
         plain = create_environment("bench-plain", workdir)
+        starts: list[dict[str, Any]] = []
         try:
             for scratch in (flow, plain):
-                flow_release(scratch, "v0")
+                deploy_like(scratch.name)
+                flow_release(scratch, "v0", [])
             flows, plains = [], []
             for i in range(1, args.pairs + 1):
                 mark(flow, ("backend", "frontend"))
                 mark(plain, ("backend", "frontend"))
-                flows.append(flow_release(flow, f"r{i}"))
+                flows.append(flow_release(flow, f"r{i}", starts))
                 plains.append(plain_release(plain, f"r{i}", workdir))
-            unchanged = flow_release(flow, f"r{args.pairs}")
+            unchanged = flow_release(flow, f"r{args.pairs}", starts)
             mark(flow, ("frontend",))
-            one_changed = flow_release(flow, "frontend-only")
+            one_changed = flow_release(flow, "frontend-only", starts)
         finally:
             remove_environment(flow.name, flow.database)
             remove_environment(plain.name, plain.database)
-    figures = report(flows, plains, unchanged, one_changed)
+    figures = report(flows, plains, unchanged, one_changed, starts)
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"overhead-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
     out.write_text(json.dumps(figures, indent=2))
@@ -131,6 +172,7 @@ def report(
     plains: list[tuple[float, float]],
     unchanged: tuple[float, float],
     one_changed: tuple[float, float],
+    starts: list[dict[str, Any]],
 ) -> dict[str, Any]:
     flow_wall, plain_wall = median(flows, 0), median(plains, 0)
     rows = [
@@ -140,6 +182,16 @@ def report(
         ("release / plain script, CPU", median(flows, 1) / max(median(plains, 1), 1e-6), None),
         ("no change re-release / release", unchanged[0] / flow_wall, 0.2),
         ("one service changed / all changed", one_changed[0] / flow_wall, 0.7),
+        (
+            "run start: Pending -> Running, max s",
+            max(s["pending_to_running"] for s in starts),
+            None,
+        ),
+        (
+            "run start: Pending -> first task, max s",
+            max(s["pending_to_first_task"] for s in starts),
+            2,
+        ),
     ]
     print(f"{'measure':<38} {'value':>8}  goal")
     for label, value, goal in rows:
@@ -150,6 +202,7 @@ def report(
         "plain_releases": plains,
         "no_change": unchanged,
         "one_service_changed": one_changed,
+        "run_starts": starts,
         "table": {label: round(value, 3) for label, value, _ in rows},
     }
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from benchmarks.wrk import Wrk
 from flows.release import release
-from tests.support.scratch import create_environment, remove_environment
+from tests.support.scratch import create_environment, new_code, remove_environment
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -52,6 +52,7 @@ def main() -> None:
                 (scratch.source / service / "BUILD_MARKER").write_text(marker)
             cold, _ = timed_release(scratch.name, "v1", scratch.source)
             cached, _ = timed_release(scratch.name, "v1", scratch.source)
+            new_code(scratch.source, "v2")  # a new version of both services
             migrations = scratch.source / "backend" / "migrations"
             (migrations / "0002_bench.up.sql").write_text("ALTER TABLE pages ADD COLUMN b int;\n")
             (migrations / "0002_bench.down.sql").write_text("ALTER TABLE pages DROP COLUMN b;\n")

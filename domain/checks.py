@@ -22,6 +22,21 @@ class ProbeSpec(Frozen):
         default="version",
         description="Dotted JSON field that must equal the released version (None: status only).",
     )
+    version_of: str | None = Field(
+        default=None,
+        description="The service whose version `version_field` reports. Default: the service "
+        "the field's first part names (`backend.version` on the frontend's health: the "
+        "backend's), else the probed service.",
+    )
+
+    def expects(self, services: list[str]) -> str:
+        """The service whose released version this probe's answer must show."""
+        if self.version_of:
+            return self.version_of
+        first = (self.version_field or "").split(".")[0]
+        if "." in (self.version_field or "") and first in services and first != self.service:
+            return first
+        return self.service
 
 
 class CheckSpec(Frozen):
@@ -31,6 +46,15 @@ class CheckSpec(Frozen):
     window_seconds: float = Field(default=5, ge=0, description="Checks keep probing this long.")
     interval_seconds: float = Field(default=0.5, gt=0, description="Pause between probes.")
     request_timeout_seconds: float = Field(default=3, gt=0, description="Timeout of one request.")
+
+
+def expected_versions(
+    probes: tuple[ProbeSpec, ...], versions: dict[str, str]
+) -> list[tuple[ProbeSpec, str]]:
+    """Each probe with the version its answer must show: that of the service it reports on.
+    A release keeps a service whose source did not change, so services may differ."""
+    names = list(versions)
+    return [(probe, versions[probe.expects(names)]) for probe in probes]
 
 
 class CheckReport(Frozen):

@@ -67,6 +67,14 @@ class EnvironmentSpec(Frozen):
             found.append((spec.name, spec, None))
         return found
 
+    def owners(self) -> dict[str, str]:
+        """Each image's service: `images()` as name -> service name."""
+        return {name: spec.name for name, spec, _ in self.images()}
+
+    def database_users(self) -> set[str]:
+        """The services that read or write the database (its own or the migrations)."""
+        return {s.name for s in self.services if s.uses_database or s.owns_migrations}
+
     def repository_of(self, image: str) -> str:
         """The repository of an image named by `images()`."""
         for name, spec, stage in self.images():

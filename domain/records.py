@@ -13,9 +13,16 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from domain.migrations import MigrationId
-from domain.results import Backup, PushedImage, Revision
+from domain.results import Backup, BuildSpec, PushedImage, Revision
 
 Status = Literal["started", "succeeded", "failed", "checks_failed", "rolled_back"]
+
+
+class Built(BaseModel):
+    """An image a release built: its source key (BuildSpec.source_key), and its reference."""
+
+    key: str
+    image: str = Field(description="repository:tag@digest")
 
 
 class ReleaseRecord(BaseModel):
@@ -30,6 +37,11 @@ class ReleaseRecord(BaseModel):
     started_at: datetime
     updated_at: datetime
     images: dict[str, str] = Field(description="service -> repository:tag@digest released.")
+    sources: dict[str, Built] = Field(
+        default_factory=dict,
+        description="`<image>:<version>` -> what it was built from and where it is: this "
+        "release's images and those that served before it (see `known_sources`).",
+    )
     previous: dict[str, Revision | None] = Field(description="What each service ran before.")
     schema_before: MigrationId | None = None
     schema_after: MigrationId | None = None
@@ -49,6 +61,98 @@ def image_refs(pushed: list[PushedImage]) -> dict[str, str]:
     return {p.service: f"{p.reference}@{p.digest}" for p in pushed}
 
 
+def without_digest(reference: str) -> str:
+    return reference.partition("@")[0]
+
+
+def source_name(image: str, version: str) -> str:
+    """How `ReleaseRecord.sources` names an image at a version: `backend-migrator:v2`."""
+    return f"{image}:{version}"
+
+
+def kept_images(
+    builds: list[BuildSpec],
+    owners: dict[str, str],
+    live: dict[str, Revision | None],
+    latest: ReleaseRecord | None,
+) -> list[PushedImage]:
+    """The images this release keeps instead of building: every image of each service whose
+    live version's images (its own and its migrator) were built from the source key they would
+    be built from now, as the latest record knows them. `owners` maps an image's name to its
+    service's. Such a service is neither built, pushed nor deployed; it keeps its version."""
+    if latest is None:
+        return []
+    by_service: dict[str, list[BuildSpec]] = {}
+    for build in builds:
+        by_service.setdefault(owners[build.service], []).append(build)
+    kept: list[PushedImage] = []
+    for service, images in by_service.items():
+        running = live.get(service)
+        if running is None:
+            continue
+        known = {
+            b.service: latest.sources.get(source_name(b.service, running.version)) for b in images
+        }
+        if any(
+            k is None or k.key != b.source_key for b, k in zip(images, known.values(), strict=True)
+        ):
+            continue
+        if without_digest(known[service].image) != without_digest(running.image):
+            continue  # the version's name was reused for another image: trust nothing
+        kept += [kept_image(name, k.image) for name, k in known.items() if k is not None]
+    return kept
+
+
+def known_sources(
+    latest: ReleaseRecord | None,
+    owners: dict[str, str],
+    live: dict[str, Revision | None],
+    released: dict[str, Built],
+) -> dict[str, Built]:
+    """A new record's `sources`: this release's images (`released`), and what the latest record
+    knew of the images serving now, so a release that fails and switches back, or is rolled
+    back, still tells the next one what those were built from."""
+    serving = {
+        source_name(image, running.version)
+        for image, service in owners.items()
+        if (running := live.get(service)) is not None
+    }
+    inherited = {n: b for n, b in (latest.sources if latest else {}).items() if n in serving}
+    return {**inherited, **released}
+
+
+def kept_but_moved(
+    kept: list[PushedImage],
+    owners: dict[str, str],
+    planned: dict[str, Revision | None],
+    now: dict[str, Revision | None],
+) -> list[str]:
+    """Kept services that no longer serve what the plan saw (another release or rollback ran
+    in between): keeping them would leave them on a revision nobody planned."""
+    moved = []
+    for service in sorted({owners[k.service] for k in kept}):
+        before, after = planned.get(service), now.get(service)
+        if switched(before, after):
+            serving = after.version if after else "nothing"
+            moved.append(f"{service} serves {serving}, not {before.version if before else '?'}")
+    return moved
+
+
+def kept_image(name: str, recorded: str) -> PushedImage:
+    """A recorded `repository:tag@digest` as the image a release keeps."""
+    reference, _, digest = recorded.partition("@")
+    repository, _, tag = reference.rpartition(":")
+    return PushedImage(
+        service=name,
+        repository=repository,
+        tag=tag,
+        digest=digest,
+        image_id="",
+        pushed=False,
+        kept=True,
+    )
+
+
 def release_id(environment: str, version: str, now: datetime) -> str:
     return f"{environment}-{version}-{now.strftime('%Y%m%d%H%M%S')}"
 
@@ -62,6 +166,7 @@ def start_record(
     schema_before: MigrationId | None,
     now: datetime,
     flow_run_id: str | None,
+    sources: dict[str, Built] | None = None,
 ) -> ReleaseRecord:
     """The record for this run. A re-run of the same release (same version and images, not rolled
     back) continues the latest record, so its backup, its cache keys and, above all, what ran
@@ -80,6 +185,7 @@ def start_record(
                 "updated_at": now,
                 "error": None,
                 "switched_back": False,
+                "sources": sources or latest.sources,
             }
         )
     return ReleaseRecord(
@@ -90,6 +196,7 @@ def start_record(
         started_at=now,
         updated_at=now,
         images=images,
+        sources=sources or {},
         previous=previous,
         schema_before=schema_before,
     )

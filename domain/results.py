@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Literal
 
 from pydantic import Field
@@ -57,6 +59,20 @@ class BuildSpec(Frozen):
     target: str | None = None  # the Dockerfile stage (a migrator); None: the last stage
     version_build_arg: str = "APP_VERSION"  # the build argument that carries `version`
 
+    @property
+    def source_key(self) -> str:
+        """What the image is built from, whatever the version it would be called: two builds
+        with the same key differ only in the version baked into them. A service whose live
+        image has the key it would be built with now is not built or deployed again."""
+        parts = {
+            "context": self.context_digest,
+            "dockerfile": self.dockerfile,
+            "target": self.target,
+            "version_build_arg": self.version_build_arg,
+            "build_args": {k: v for k, v in self.build_args.items() if k != self.version_build_arg},
+        }
+        return "sha256:" + hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
 
 class BuiltImage(Frozen):
     service: str
@@ -73,6 +89,11 @@ class PushedImage(Frozen):
     image_id: str
     pushed: bool = Field(
         description="False when the registry already had this image under the tag."
+    )
+    kept: bool = Field(
+        default=False,
+        description="The service serves this image already, built from the same source: this "
+        "release neither built nor pushed it, and does not deploy it again.",
     )
 
     @property

@@ -1,15 +1,41 @@
-"""The command line: run one release and say where to watch it in the Prefect UI.
+"""The command line: release to an environment and follow the release until it ends.
 
-python -m flows.cli --environment local [--version V] [--build-arg K=V] [--dry-run]
+    python -m flows.cli --environment local [--version V] [--source DIR] [--build-arg K=V]
+                        [--dry-run] [--bake-seconds N] [--here]
+
+The release is a run of the deployment `release/<environment>` (prefect.yaml), as one started
+from the UI or from CI: the stack's worker starts it through the warm launcher in well under a
+second, the deployment lets one release run at a time, and if its process dies the rollback
+automation takes over (a crashed run outside a deployment triggers nothing). This process only
+starts the run and prints its logs until it ends, over the server's REST API: importing Prefect
+would cost it 2-5 s. Ctrl-C stops following, not the release, which is never stopped half done
+by a keystroke; the message says how to cancel it.
+
+With --here, or when the server has no deployment for the environment (one registered with
+`deployments.register --file` and not in prefect.yaml), the flow runs in this process instead.
+Only the options given are sent, so a deployment's own defaults (staging's bake window, its git
+repository) stay in force.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
 
-from blocks.environment import load_environment
-from flows.release import release
+import httpx
+
+FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+POLL_SECONDS = 0.5
+FOLLOW_HOURS = 3  # the flow's own limit is 1 h, plus up to 1 h per approval it waits for
+LOG_DRAIN_SECONDS = 10  # logs reach the server a moment after the run's last state
+LOG_LOOKBACK_SECONDS = 10
+LOG_PAGE = 200
+LEVELS = {10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL"}
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -21,31 +47,216 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--build-arg", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--dry-run", action="store_true", help="publish the plan, change nothing")
-    parser.add_argument("--bake-seconds", type=float, default=0)
+    parser.add_argument("--bake-seconds", type=float, default=None)
+    parser.add_argument(
+        "--here", action="store_true", help="run the flow in this process, not through the worker"
+    )
     return parser.parse_args(argv)
+
+
+def parameters_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The flow's parameters the person gave. A version stays a string (an all-digit git SHA
+    sent as a number would fail the flow's validation); a local source folder is made absolute,
+    since the worker runs elsewhere in the file system."""
+    parameters: dict[str, Any] = {"environment": args.environment}
+    if args.version is not None:
+        parameters["version"] = str(args.version)
+    if args.source is not None:
+        local = Path(args.source)
+        parameters["source"] = str(local.resolve()) if local.exists() else args.source
+    if args.build_arg:
+        parameters["build_args"] = dict(arg.split("=", 1) for arg in args.build_arg)
+    if args.dry_run:
+        parameters["dry_run"] = True
+    if args.bake_seconds is not None:
+        parameters["bake_seconds"] = args.bake_seconds
+    return parameters
+
+
+class Server:
+    """The few REST calls the command needs."""
+
+    def __init__(self, api_url: str) -> None:
+        self.client = httpx.Client(base_url=api_url.rstrip("/"), timeout=30)
+        self.ui = (os.environ.get("PREFECT_UI_URL") or api_url).removesuffix("/api")
+
+    def deployment_id(self, name: str) -> str | None:
+        answer = self.client.get(f"/deployments/name/{name}")
+        if answer.status_code == 404:
+            return None
+        answer.raise_for_status()
+        return answer.json()["id"]
+
+    def start(self, deployment_id: str, parameters: dict[str, Any]) -> dict[str, Any]:
+        answer = self.client.post(
+            f"/deployments/{deployment_id}/create_flow_run", json={"parameters": parameters}
+        )
+        answer.raise_for_status()
+        return answer.json()
+
+    def flow_run(self, run_id: str) -> dict[str, Any]:
+        answer = self.client.get(f"/flow_runs/{run_id}")
+        answer.raise_for_status()
+        return answer.json()
+
+    def logs(self, run_id: str, after: str | None, offset: int) -> list[dict[str, Any]]:
+        query: dict[str, Any] = {"flow_run_id": {"any_": [run_id]}}
+        if after:
+            query["timestamp"] = {"after_": after}
+        answer = self.client.post(
+            "/logs/filter",
+            json={"logs": query, "sort": "TIMESTAMP_ASC", "limit": LOG_PAGE, "offset": offset},
+        )
+        answer.raise_for_status()
+        return answer.json()
+
+    def task_run_names(self, ids: list[str]) -> dict[str, str]:
+        answer = self.client.post(
+            "/task_runs/filter", json={"task_runs": {"id": {"any_": ids}}, "limit": len(ids)}
+        )
+        answer.raise_for_status()
+        return {run["id"]: run["name"] for run in answer.json()}
+
+    def services(self, environment: str) -> list[dict[str, Any]]:
+        answer = self.client.get(
+            f"/block_types/slug/flowmasters-environment/block_documents/name/{environment}"
+        )
+        return answer.json().get("data", {}).get("services", []) if answer.is_success else []
+
+    def link(self, run_id: str) -> str:
+        return f"{self.ui}/runs/flow-run/{run_id}"
+
+
+class LogPrinter:
+    """Prints a run's log lines once each, as they reach the server. The worker and the run's
+    process send their logs in separate batches, so a line may arrive after a later one: each
+    query looks back LOG_LOOKBACK_SECONDS before the newest line seen, and what was printed is
+    skipped by id."""
+
+    def __init__(self, server: Server, run_id: str) -> None:
+        self.server, self.run_id = server, run_id
+        self.seen: set[str] = set()
+        self.task_names: dict[str, str] = {}
+        self.newest: datetime | None = None
+        self.finished = False  # the flow's own last line ("Finished in state ...") was printed
+
+    def print_new(self) -> int:
+        after = self.newest - timedelta(seconds=LOG_LOOKBACK_SECONDS) if self.newest else None
+        printed, offset = 0, 0
+        while True:
+            page = self.server.logs(self.run_id, after.isoformat() if after else None, offset)
+            new = [log for log in page if log["id"] not in self.seen]
+            unnamed = {log["task_run_id"] for log in new if log.get("task_run_id")}
+            unnamed -= self.task_names.keys()
+            if unnamed:
+                self.task_names |= self.server.task_run_names(sorted(unnamed))
+            for log in new:
+                self.show(log)
+            printed += len(new)
+            if len(page) < LOG_PAGE:
+                return printed
+            offset += len(page)
+
+    def show(self, log: dict[str, Any]) -> None:
+        self.seen.add(log["id"])
+        stamp = datetime.fromisoformat(log["timestamp"].replace("Z", "+00:00"))
+        self.newest = max(self.newest or stamp, stamp)
+        if log.get("task_run_id") is None and log["message"].startswith("Finished in state"):
+            self.finished = True
+        level = LEVELS.get(log["level"], str(log["level"]))
+        task = self.task_names.get(log.get("task_run_id") or "")
+        where = f"Task run '{task}' - " if task else ""
+        print(f"{stamp:%H:%M:%S.%f}"[:12] + f" | {level:<7} | {where}{log['message']}", flush=True)
+
+
+def follow(server: Server, run_id: str) -> dict[str, Any]:
+    """Print the run's logs until it ends (bounded); its final state."""
+    printer = LogPrinter(server, run_id)
+    deadline = time.monotonic() + FOLLOW_HOURS * 3600
+    said_paused = False
+    while time.monotonic() < deadline:
+        printer.print_new()
+        state = server.flow_run(run_id)["state"]
+        if state["type"] in FINAL:
+            # The run's process sends its last lines as it exits; a killed one sends none.
+            drain_until = time.monotonic() + LOG_DRAIN_SECONDS
+            while not printer.finished and time.monotonic() < drain_until:
+                time.sleep(POLL_SECONDS / 2)
+                printer.print_new()
+            return state
+        if state["type"] == "PAUSED" and not said_paused:
+            print(f"waiting for a person's approval: {server.link(run_id)}", flush=True)
+        said_paused = state["type"] == "PAUSED"
+        time.sleep(POLL_SECONDS)
+    raise SystemExit(f"still running after {FOLLOW_HOURS} h; follow it at {server.link(run_id)}")
+
+
+def print_addresses(services: list[dict[str, Any]]) -> None:
+    for service in sorted(services, key=lambda s: s.get("order", 0)):
+        print(f"{service['name']}: {service['public_url']}")
+        if service.get("admin_path"):
+            print(
+                f"{service['name']} admin: {service['public_url'].rstrip('/')}{service['admin_path']}"
+            )
+
+
+def through_the_worker(server: Server, deployment_id: str, args: argparse.Namespace) -> int:
+    run = server.start(deployment_id, parameters_of(args))
+    print(f"release run {run['name']} of release/{args.environment}: {server.link(run['id'])}")
+    try:
+        state = follow(server, run["id"])
+    except KeyboardInterrupt:
+        print(
+            f"\nstopped following; the release goes on: {server.link(run['id'])}\n"
+            f"to stop it: prefect flow-run cancel {run['id']}"
+        )
+        return 130
+    message = f": {state['message']}" if state.get("message") else ""
+    print(f"\nrelease {state['name']}{message}")
+    print(f"watch it in the Prefect UI: {server.link(run['id'])}")
+    if state["type"] == "COMPLETED":
+        print_addresses(server.services(args.environment))
+    return 0 if state["type"] == "COMPLETED" else 1
+
+
+def here(args: argparse.Namespace) -> int:
+    """The flow in this process (Prefect imported here)."""
+    from flows.release import release
+
+    parameters = parameters_of(args)
+    state = release(**parameters, return_state=True)
+    server = Server(os.environ.get("PREFECT_API_URL", ""))
+    run_id = str(state.state_details.flow_run_id)
+    print(f"\nrelease {state.name}" + (f": {state.message}" if state.message else ""))
+    print(f"watch it in the Prefect UI: {server.link(run_id)}")
+    if state.is_completed():
+        print_addresses(server.services(args.environment))
+    return 0 if state.is_completed() else 1
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    state = release(
-        args.environment,
-        args.version,
-        args.source,
-        dict(arg.split("=", 1) for arg in args.build_arg),
-        dry_run=args.dry_run,
-        bake_seconds=args.bake_seconds,
-        return_state=True,
-    )
-    api = os.environ.get("PREFECT_API_URL", "").removesuffix("/api")
-    ui = os.environ.get("PREFECT_UI_URL") or api
-    print(f"\nrelease {state.name}" + (f": {state.message}" if state.message else ""))
-    print(f"watch it in the Prefect UI: {ui}/runs/flow-run/{state.state_details.flow_run_id}")
-    if state.is_completed():
-        for service in load_environment(args.environment).spec.ordered():
-            print(f"{service.name}: {service.public_url}")
-            if service.admin_path:
-                print(f"{service.name} admin: {service.public_url.rstrip('/')}{service.admin_path}")
-    return 0 if state.is_completed() else 1
+    api_url = os.environ.get("PREFECT_API_URL")
+    if not api_url:
+        print('error: PREFECT_API_URL is not set (eval "$(scripts/stack.sh env)")', file=sys.stderr)
+        return 2
+    server = Server(api_url)
+    if args.here:
+        return here(args)
+    try:
+        deployment_id = server.deployment_id(f"release/{args.environment}")
+    except httpx.HTTPError as exc:
+        print(
+            f"error: the Prefect server at {api_url} does not answer ({exc}); start it with scripts/stack.sh up",
+            file=sys.stderr,
+        )
+        return 2
+    if deployment_id is None:
+        print(
+            f"no deployment release/{args.environment} in the Prefect server: releasing in this process"
+        )
+        return here(args)
+    return through_the_worker(server, deployment_id, args)
 
 
 if __name__ == "__main__":

@@ -22,12 +22,17 @@ from prefect.states import Cancelled, State
 from prefect.transactions import transaction
 
 from blocks.environment import Environment, load_environment
-from domain.errors import ChecksFailed
-from domain.plan import ReleasePlan
+from domain.errors import ChecksFailed, ReleaseError
+from domain.plan import ReleasePlan, backup_reason
 from domain.records import (
+    Built,
     ReleaseRecord,
     image_refs,
+    kept_but_moved,
+    kept_images,
+    known_sources,
     not_serving_previous,
+    source_name,
     start_record,
     switched,
 )
@@ -113,8 +118,8 @@ def release(
             return cancel(run, rejection)
         pushed = build_and_push(run, builds)  # 2, 3
         with run.lock():
-            record_release(run, pushed)
-            back_up_database(run)  # 4
+            record_release(run, pushed, builds)
+            back_up_database(run, plan)  # 4
             migrate_database(run, pushed, plan)  # 4
             serve(run, pushed, bake_seconds)  # 5-8
             return succeed(run)
@@ -142,8 +147,13 @@ class ReleaseRun:
     version: str
     record: ReleaseRecord | None = None
     started: bool = False
-    # The environment's last release was this one (version and images) and passed its checks.
+    # The environment's last release was this one (its images) and passed its checks.
     proven: bool = False
+    # What the plan saw: each service's live revision, and the images kept (served already,
+    # built from the same source: not built, pushed or deployed again).
+    live: dict[str, Revision | None] = field(default_factory=dict)
+    kept: list[PushedImage] = field(default_factory=list)
+    schema_now: Any = None  # the schema version read under the lock, before any change
     report: Report = field(init=False)
 
     def __post_init__(self) -> None:
@@ -167,6 +177,11 @@ class ReleaseRun:
         assert self.record is not None
         self.record = write_release_record(self.record.model_copy(update=update))
         return self.record
+
+    def versions(self) -> dict[str, str]:
+        """What each service serves once the release is done: a kept one its own version."""
+        kept = {k.service: k.tag for k in self.kept}
+        return {s.name: kept.get(s.name, self.version) for s in self.env.spec.ordered()}
 
     def updated_report(self) -> Report:
         """The report with what the run knows now: the version, and the record's facts."""
@@ -232,13 +247,19 @@ def make_plan(run: ReleaseRun, wanted: Wanted) -> tuple[list[BuildSpec], Release
         src = resolve_source(wanted.source, wanted.git_repository, wanted.git_ref)
         builds = build_specs(run.env, src, wanted)
         run.version = builds[0].version
-        plan = plan_release(run.env, builds)
+        latest = read_release_record(run.env.name)
+        run.live = read_live_revisions(run.env, [s.name for s in run.env.spec.ordered()])
+        run.kept = kept_images(builds, run.env.spec.owners(), run.live, latest)
+        plan = plan_release(run.env, builds, run.live, run.kept)
         create_markdown_artifact(
             key=f"release-plan-{run.env.name}",
             markdown=render_plan(plan),
             description="Release plan",
         )
-        row.result = ", ".join(f"{s.service} {s.current} -> {s.next}" for s in plan.services)
+        row.result = ", ".join(
+            f"{s.service} {s.current} -> {s.next}" + (" (kept: same source)" if s.kept else "")
+            for s in plan.services
+        )
         row.result += f"; migrations pending: {list(plan.pending_migrations) or 'none'}"
     return builds, plan
 
@@ -274,49 +295,70 @@ def build_specs(env: Environment, src: Source, wanted: Wanted) -> list[BuildSpec
 
 
 def build_and_push(run: ReleaseRun, builds: list[BuildSpec]) -> list[PushedImage]:
-    """Steps 2 and 3, every service at once: what the environment serves is not touched yet."""
+    """Steps 2 and 3, every changed image at once: what the environment serves is not touched
+    yet. The kept images (served already, from the same source) are neither built nor pushed."""
     run.start(source=builds[0].context_dir)
+    kept = {k.service for k in run.kept}
+    builds = [b for b in builds if b.service not in kept]
+    unchanged = f"{', '.join(sorted(kept))} kept: served already, built from this source"
     with run.report.step("build") as row:
         built = [f.result() for f in [build_image.submit(run.env, b) for b in builds]]
-        row.result = ", ".join(f"{b.service} {b.image_id[:19]}" for b in built)
+        row.result = ", ".join(
+            [f"{b.service} {b.image_id[:19]}" for b in built] + ([unchanged] if kept else [])
+        )
     with run.report.step("push") as row:
         pushed = [f.result() for f in [push_image.submit(run.env, b) for b in built]]
-        row.result = ", ".join(f"{p.reference}@{p.digest[:19]}" for p in pushed)
+        row.result = ", ".join(f"{p.reference}@{p.digest[:19]}" for p in pushed) or unchanged
         row.changed = ", ".join(f"pushed {p.service}" for p in pushed if p.pushed)
-    return pushed
+    return pushed + run.kept
 
 
-def record_release(run: ReleaseRun, pushed: list[PushedImage]) -> None:
-    """Written before the first change: what runs now, the images, the schema version."""
+def record_release(run: ReleaseRun, pushed: list[PushedImage], builds: list[BuildSpec]) -> None:
+    """Written before the first change: what runs now, the images, the schema version. Read
+    under the lock: another release may have finished while this one built its images."""
     with run.report.step("release record") as row:
         env = run.env
         owner_image = migration_image(env, pushed)
         latest = read_release_record(env.name)
+        live = read_live_revisions(env, [s.name for s in env.spec.ordered()])
+        moved = kept_but_moved(run.kept, env.spec.owners(), run.live, live)
+        if moved:
+            raise ReleaseError(
+                f"{'; '.join(moved)} since this release was planned (another release or "
+                "rollback ran meanwhile): nothing was changed; release again"
+            )
         run.proven = bool(
-            latest
-            and latest.status == "succeeded"
-            and latest.version == run.version
-            and latest.images == image_refs(pushed)
+            latest and latest.status == "succeeded" and latest.images == image_refs(pushed)
         )
+        run.schema_now = read_schema(env, owner_image).schema_version if owner_image else None
         run.record = write_release_record(
             start_record(
                 latest=latest,
                 environment=env.name,
                 version=run.version,
                 images=image_refs(pushed),
-                previous=read_live_revisions(env, [s.name for s in env.spec.ordered()]),
-                schema_before=read_schema(env, owner_image).schema_version if owner_image else None,
+                previous=live,
+                schema_before=run.schema_now,
                 now=datetime.now(UTC),
                 flow_run_id=str(flow_run.id) if flow_run.id else None,
+                sources=known_sources(latest, env.spec.owners(), live, built_from(pushed, builds)),
             )
         )
         row.result = f"{run.record.release_id}; before: " + facts_of(run.record)["before"]
 
 
-def back_up_database(run: ReleaseRun) -> None:
-    """Step 4a: one backup per release, recorded together with "the changes start now"."""
+def back_up_database(run: ReleaseRun, plan: ReleasePlan) -> None:
+    """Step 4a: one backup per release, recorded together with "the changes start now"; none
+    when nothing in the release can change what the database holds (`backup_reason`)."""
     assert run.record is not None
     with run.report.step("backup") as row:
+        if backup_reason(plan, run.env.spec.database_users()) is None:
+            if not plan.changes_nothing and not run.record.changed_environment:
+                run.save(changed_environment=True)
+            row.result = (
+                "not taken: no migration runs and no service that uses the database changes"
+            )
+            return
         backup = backup_database(run.env, run.record.release_id)
         run.save(backup=backup, changed_environment=True)
         row.result = f"{backup.location} ({backup.size_bytes} bytes; {backup.detail})"
@@ -331,8 +373,8 @@ def migrate_database(run: ReleaseRun, pushed: list[PushedImage], plan: ReleasePl
             # The plan read the table: the source has nothing the database lacks, so the
             # migrate command would do nothing, in a container that takes seconds to start.
             # (Not schema_before: a re-run of a release keeps the record it started with.)
-            schema = read_schema(run.env, migration_image(run.env, pushed)).schema_version
-            run.save(schema_after=schema)
+            if run.record.schema_after != run.schema_now:
+                run.save(schema_after=run.schema_now)
             row.result = f"nothing pending ({plan.migrations_note}): not run"
             return
         image = migration_image(run.env, pushed)
@@ -356,7 +398,7 @@ def serve(run: ReleaseRun, pushed: list[PushedImage], bake_seconds: float) -> No
         with transaction():
             deploy_in_order(
                 run.env,
-                rollouts(run.env, pushed, run.version, run.record.previous),
+                rollouts(run.env, pushed, run.versions(), run.record.previous),
                 run.report,
                 keep_previous=True,
                 deployed=deployed,
@@ -396,14 +438,21 @@ def confirm_switch_back(run: ReleaseRun, deployed: list[DeployResult]) -> None:
 def rollouts(
     env: Environment,
     pushed: list[PushedImage],
-    version: str,
+    versions: dict[str, str],
     before: dict[str, Revision | None],
 ) -> list[Rollout]:
     """Steps 5-6: every service to its pushed image, in deploy order (backend first); what each
-    served `before` the release is what its undo goes back to."""
-    images = {p.service: p.reference for p in pushed}
+    served `before` the release is what its undo goes back to. A kept image is not deployed."""
+    images = {p.service: p for p in pushed}
     return [
-        Rollout(s.name, version, images[s.name], before.get(s.name)) for s in env.spec.ordered()
+        Rollout(
+            s.name,
+            versions[s.name],
+            images[s.name].reference,
+            before.get(s.name),
+            kept=images[s.name].kept,
+        )
+        for s in env.spec.ordered()
     ]
 
 
@@ -414,20 +463,21 @@ def check_release(run: ReleaseRun, bake_seconds: float, changed: bool = True) ->
     bake when it was released, is probed once (a change of live state since then is still
     caught) rather than for a window: there is no new serving state to watch.
     """
+    versions = run.versions()
     if not changed and run.proven:
         with run.report.step("smoke checks") as row:
-            checks = smoke_check(run.env.spec, run.version, window_seconds=0)
+            checks = smoke_check(run.env.spec, versions, window_seconds=0)
             row.result = (
                 f"{checks.probes} probes x 1 round passed (nothing changed; {run.version} passed "
                 "its checks when it was released)"
             )
         return
     with run.report.step("smoke checks") as row:
-        checks = smoke_check(run.env.spec, run.version)
+        checks = smoke_check(run.env.spec, versions)
         row.result = f"{checks.probes} probes x {checks.rounds} rounds passed"
     if bake_seconds > 0:
         with run.report.step("bake") as row:
-            checks = smoke_check(run.env.spec, run.version, window_seconds=bake_seconds)
+            checks = smoke_check(run.env.spec, versions, window_seconds=bake_seconds)
             row.result = f"{checks.rounds} rounds over {bake_seconds:.0f}s passed"
 
 
@@ -465,6 +515,15 @@ def fail(run: ReleaseRun, exc: BaseException) -> None:
         changed_environment=changed,
     )
     publish_failure(run.updated_report(), message)
+
+
+def built_from(pushed: list[PushedImage], builds: list[BuildSpec]) -> dict[str, Built]:
+    """What the record keeps of this release's images: each one's source key and reference."""
+    keys = {b.service: b.source_key for b in builds}
+    return {
+        source_name(p.service, p.tag): Built(key=keys[p.service], image=f"{p.reference}@{p.digest}")
+        for p in pushed
+    }
 
 
 def migration_image(env: Environment, pushed: list[PushedImage]) -> str:

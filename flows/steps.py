@@ -27,6 +27,7 @@ class Rollout(NamedTuple):
     version: str
     image: str | None
     before: Revision | None = None  # what served before the release, when known (the undo's)
+    kept: bool = False  # it serves `image` already, built from the release's source: no deploy
 
 
 def version_of(revision: Revision | None) -> str:
@@ -49,6 +50,9 @@ def deploy_in_order(
     deployed = [] if deployed is None else deployed
     for rollout in rollouts:
         with report.step(f"{verb} {rollout.service}") as row:
+            if rollout.kept:
+                row.result = f"kept {rollout.version}: it serves an image of this source already"
+                continue
             if rollout.image is None:
                 row.result = "nothing ran before this release; left as it is"
                 continue

@@ -30,6 +30,9 @@ export PREFECT_LOCAL_STORAGE_PATH=${PREFECT_LOCAL_STORAGE_PATH:-$FM_STACK_DIR/pr
 export PREFECT_SERVER_ANALYTICS_ENABLED=false DO_NOT_TRACK=1
 export PREFECT_RESULTS_PERSIST_BY_DEFAULT=true
 export FM_WORK_POOL=${FM_WORK_POOL:-flowmasters}
+# The warm launcher (launcher/warm.py): deployment runs start as forks of a process that has
+# imported Prefect and the flows already. The work pool's command (launcher/start.py) finds it here.
+export FM_LAUNCHER_SOCKET=${FM_LAUNCHER_SOCKET:-$FM_STACK_DIR/launcher.sock}
 # AWS for staging and production: moto's server on loopback, unless FM_AWS_ENDPOINT_URL is set
 # (set it empty for AWS itself, with real keys in the FM_<ENV>_AWS_* variables). The stand-in
 # accepts any key; the ones below are placeholders, and the public URLs are loopback addresses
@@ -261,13 +264,25 @@ start_prefect() {
   say "prefect server: started (pid $(cat "$PIDS/prefect.pid"), UI http://127.0.0.1:$FM_PREFECT_PORT)"
 }
 
+start_launcher() {
+  if running launcher && [[ -S $FM_LAUNCHER_SOCKET ]]; then say "launcher: already running ($FM_LAUNCHER_SOCKET)"; return; fi
+  cd "$ROOT"
+  nohup "$VENV/bin/python" -m launcher.warm "$FM_LAUNCHER_SOCKET" >"$LOGS/launcher.log" 2>&1 &
+  echo $! >"$PIDS/launcher.pid"
+  wait_for "launcher" 120 test -S "$FM_LAUNCHER_SOCKET"
+  say "launcher: started (pid $(cat "$PIDS/launcher.pid"), $FM_LAUNCHER_SOCKET)"
+}
+
 start_worker() {
   if running worker; then say "prefect worker: already running (pool $FM_WORK_POOL)"; return; fi
   "$VENV/bin/prefect" work-pool inspect "$FM_WORK_POOL" >/dev/null 2>&1 ||
     "$VENV/bin/prefect" work-pool create "$FM_WORK_POOL" --type process >/dev/null
   # Flow runs start in the worker's folder: the checkout (prefect.yaml's pull step says so too).
+  # It asks for new runs every second (Prefect's default is 10 s): a run started from the UI, the
+  # CLI or an automation's rollback should not wait for the next poll; the server is local.
   cd "$ROOT"
-  nohup "$VENV/bin/prefect" worker start --pool "$FM_WORK_POOL" --type process \
+  PREFECT_WORKER_QUERY_SECONDS=1 PREFECT_WORKER_PREFETCH_SECONDS=1 \
+    nohup "$VENV/bin/prefect" worker start --pool "$FM_WORK_POOL" --type process \
     >"$LOGS/worker.log" 2>&1 &
   echo $! >"$PIDS/worker.pid"
   wait_for "prefect worker" 60 grep -q "started" "$LOGS/worker.log"
@@ -309,6 +324,7 @@ cmd_up() {
   start_haproxy
   start_aws_standin
   start_prefect
+  start_launcher
   start_worker
   say "ready: registry 127.0.0.1:$FM_REGISTRY_PORT, postgres 127.0.0.1:$FM_POSTGRES_PORT, prefect $PREFECT_API_URL"
 }
@@ -317,6 +333,7 @@ cmd_down() {
   if [[ -d $PIDS ]]; then
     # Containers of the environments keep running only while the engine does.
     stop_one worker
+    stop_one launcher
     stop_one prefect
     stop_one moto
     stop_one haproxy
@@ -331,7 +348,7 @@ cmd_down() {
 }
 
 cmd_status() {
-  for name in dockerd registry postgres haproxy moto prefect worker; do
+  for name in dockerd registry postgres haproxy moto prefect launcher worker; do
     if running "$name"; then say "$name: running (pid $(cat "$PIDS/$name.pid"))"; else say "$name: not running"; fi
   done
 }
@@ -339,7 +356,7 @@ cmd_status() {
 cmd_env() {
   for v in FM_STACK_DIR FM_REGISTRY_PORT FM_POSTGRES_PORT FM_PREFECT_PORT FM_BASE_IMAGE FM_NODE_IMAGE DOCKER_HOST \
     PREFECT_HOME PREFECT_API_URL PREFECT_LOCAL_STORAGE_PATH PREFECT_SERVER_ANALYTICS_ENABLED DO_NOT_TRACK \
-    PREFECT_RESULTS_PERSIST_BY_DEFAULT FM_WORK_POOL FM_REPO_ROOT FM_APP_REPOSITORY FM_AWS_PORT \
+    PREFECT_RESULTS_PERSIST_BY_DEFAULT FM_WORK_POOL FM_LAUNCHER_SOCKET FM_REPO_ROOT FM_APP_REPOSITORY FM_AWS_PORT \
     FM_AWS_ENDPOINT_URL FM_AWS_REGION FM_AWS_INFRASTRUCTURE_TIMEOUT FM_STAGING_AWS_ACCESS_KEY_ID FM_STAGING_AWS_SECRET_ACCESS_KEY \
     FM_PRODUCTION_AWS_ACCESS_KEY_ID FM_PRODUCTION_AWS_SECRET_ACCESS_KEY FM_STAGING_URL FM_PRODUCTION_URL; do
     printf 'export %s=%q\n' "$v" "${!v}"

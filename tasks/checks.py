@@ -15,7 +15,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-from domain.checks import CheckReport, ProbeSpec, judge
+from domain.checks import CheckReport, ProbeSpec, expected_versions, judge
 from domain.environment import EnvironmentSpec
 from domain.errors import ChecksFailed
 
@@ -35,25 +35,35 @@ def probe_once(client: httpx.Client, probe: ProbeSpec, base_url: str, version: s
     return judge(probe, url, version, response.status_code, body)
 
 
+def describe_versions(versions: dict[str, str]) -> str:
+    """`v2`, or `backend v1, frontend v2` when a release kept a service at its version."""
+    if len(set(versions.values())) == 1:
+        return next(iter(versions.values()))
+    return ", ".join(f"{service} {version}" for service, version in versions.items())
+
+
 @task(name="smoke-check", cache_policy=NO_CACHE, timeout_seconds=600)
 def smoke_check(
-    spec: EnvironmentSpec, version: str, window_seconds: float | None = None
+    spec: EnvironmentSpec, versions: dict[str, str], window_seconds: float | None = None
 ) -> CheckReport:
     """Probe every configured URL repeatedly for the check window; any failure fails the step.
+    `versions`: what each service must serve (a release keeps an unchanged service's version).
 
     Not retried: a retry would turn a real failure into a flaky pass.
     """
     checks = spec.checks
     window = checks.window_seconds if window_seconds is None else window_seconds
     urls = {s.name: s.public_url for s in spec.services}
+    expected = expected_versions(checks.probes, versions)
+    version = describe_versions(versions)
     failures: list[str] = []
     rounds = 0
     deadline = time.monotonic() + window
     with httpx.Client(timeout=checks.request_timeout_seconds) as client:
         while True:
             rounds += 1
-            for probe in checks.probes:
-                problem = probe_once(client, probe, urls[probe.service], version)
+            for probe, wanted in expected:
+                problem = probe_once(client, probe, urls[probe.service], wanted)
                 if problem and problem not in failures:
                     failures.append(problem)
             if failures or time.monotonic() >= deadline:

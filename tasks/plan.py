@@ -13,7 +13,7 @@ from prefect.cache_policies import NO_CACHE
 from blocks.environment import Environment
 from domain.migrations import MigrationId, available_migrations, pending
 from domain.plan import ReleasePlan, ServicePlan
-from domain.results import BuildSpec, Revision
+from domain.results import BuildSpec, PushedImage, Revision
 from targets.base import Target
 from tasks.retries import RETRIES
 
@@ -27,6 +27,8 @@ def render_plan(plan: ReleasePlan) -> str:
     ]
     for s in plan.services:
         build = "build and push" if s.to_build else "already in the registry"
+        if s.kept:
+            build = "kept: serves an image of this source already"
         lines.append(f"| {s.service} | {s.current} | {s.next} | `{s.image}` | {build} |")
     pending = ", ".join(str(v) for v in plan.pending_migrations) or "none"
     lines += ["", f"**Migrations pending:** {pending} ({plan.migrations_note})", ""]
@@ -35,18 +37,27 @@ def render_plan(plan: ReleasePlan) -> str:
 
 
 @task(name="plan-release", cache_policy=NO_CACHE, timeout_seconds=300, **RETRIES)
-def plan_release(env: Environment, builds: list[BuildSpec]) -> ReleasePlan:
-    """Images to build, current and next revision per service, migrations pending."""
+def plan_release(
+    env: Environment,
+    builds: list[BuildSpec],
+    live: dict[str, Revision | None],
+    kept: list[PushedImage],
+) -> ReleasePlan:
+    """Images to build (or `kept`: served already, built from the same source), current and
+    next revision per service (`live`: what each serves now), migrations pending."""
     target = env.connect()
-    deployed = {s.name for s in env.spec.services}
-    live = {b.service: target.live_revision(b.service) for b in builds if b.service in deployed}
+    keeps = {k.service: k for k in kept}
     services = tuple(
         ServicePlan(
             service=build.service,
             current=_current(live, build.service),
-            next=build.version,
-            image=f"{build.repository}:{build.version}",
-            to_build=not target.image_exists(build.service, build.version),
+            next=keeps[build.service].tag if build.service in keeps else build.version,
+            image=keeps[build.service].reference
+            if build.service in keeps
+            else f"{build.repository}:{build.version}",
+            to_build=build.service not in keeps
+            and not target.image_exists(build.service, build.version),
+            kept=build.service in keeps,
         )
         for build in builds
     )

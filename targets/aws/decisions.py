@@ -76,6 +76,77 @@ def deployment_outcome(service: dict[str, Any], new_td_arn: str) -> Outcome:
     return Outcome("in_progress", f"rollout {state or 'unknown'}, {counts}")
 
 
+BLUE_GREEN = "BLUE_GREEN"
+# ECS's blue/green lifecycle stages once production traffic is on the new revision: the previous
+# one keeps running through BAKE_TIME, so going back only shifts traffic.
+TRAFFIC_SHIFTED = frozenset({"BAKE_TIME", "CLEAN_UP"})
+ROLLED_BACK = frozenset(
+    {"ROLLBACK_REQUESTED", "ROLLBACK_IN_PROGRESS", "ROLLBACK_SUCCESSFUL", "ROLLBACK_FAILED"}
+)
+
+
+def uses_blue_green(service: dict[str, Any]) -> bool:
+    """The service deploys with ECS's own blue/green strategy (a bake time, two target groups)."""
+    return (service.get("deploymentConfiguration") or {}).get("strategy") == BLUE_GREEN
+
+
+def bake_minutes(service: dict[str, Any]) -> int:
+    return int((service.get("deploymentConfiguration") or {}).get("bakeTimeInMinutes") or 0)
+
+
+def blue_green_outcome(
+    service: dict[str, Any], deployment: dict[str, Any] | None, new_td_arn: str
+) -> Outcome:
+    """Where an ECS blue/green deployment of `new_td_arn` stands, from describe_services and the
+    service deployment (describe_service_deployments) it started.
+
+    A release's deploy is done once production traffic is on the new revision (BAKE_TIME): ECS
+    keeps the previous revision running until its bake time ends, so the release's checks run
+    while going back is still a traffic shift. ECS rolling it back, or a stop, is a failure.
+    """
+    if deployment is not None:
+        status = deployment.get("status")
+        why = deployment.get("statusReason") or (deployment.get("rollback") or {}).get("reason")
+        if status in ROLLED_BACK:
+            return Outcome("failed", f"ECS rolled the deployment back ({status}): {why or '?'}")
+        if status in ("STOPPED", "STOP_REQUESTED"):
+            return Outcome("failed", f"the deployment was stopped ({status}): {why or '?'}")
+    primary = primary_deployment(service)
+    if primary is None or primary.get("taskDefinition") != new_td_arn:
+        runs = primary.get("taskDefinition") if primary else "nothing"
+        return Outcome(
+            "failed", f"the PRIMARY deployment runs {runs}, not {new_td_arn}: another deploy "
+            "replaced it"
+        )  # fmt: skip
+    if deployment is None:
+        return Outcome("in_progress", "waiting for ECS to start the service deployment")
+    stage = deployment.get("lifecycleStage")
+    if deployment.get("status") == "SUCCESSFUL":
+        return Outcome("succeeded", "blue/green deployment completed")
+    if deployment.get("status") == "IN_PROGRESS" and stage in TRAFFIC_SHIFTED:
+        return Outcome(
+            "succeeded",
+            f"production traffic shifted ({stage}); the previous revision keeps running until "
+            f"ECS's bake time ({bake_minutes(service)} min) ends",
+        )
+    return Outcome("in_progress", f"blue/green {deployment.get('status')} at {stage or 'start'}")
+
+
+def serving_target_groups(rule: dict[str, Any]) -> list[str]:
+    """The target groups a listener rule sends traffic to (weight above 0), from describe_rules:
+    on a blue/green service, the one its live revision is registered in."""
+    groups: list[str] = []
+    for action in rule.get("Actions", []):
+        if action.get("Type") != "forward":
+            continue
+        weighted = (action.get("ForwardConfig") or {}).get("TargetGroups")
+        if weighted:
+            groups += [g["TargetGroupArn"] for g in weighted if g.get("Weight", 1) > 0]
+        elif action.get("TargetGroupArn"):
+            groups.append(action["TargetGroupArn"])
+    return groups
+
+
 def rollout_to_stop(service: dict[str, Any], target_td: str) -> dict[str, Any] | None:
     """The deployment a rollback to `target_td` stops (ECS StopServiceDeployment, ROLLBACK):
     a PRIMARY deployment of another revision still IN_PROGRESS while a deployment of `target_td`

@@ -1,4 +1,12 @@
-"""ECS: task definitions, rolling deploys judged by `decisions.deployment_outcome`, one-off tasks."""
+"""ECS: task definitions, deploys, one-off tasks.
+
+A service deploys the way its deploymentConfiguration says. Rolling (the default): ECS replaces
+the tasks and stops the previous ones itself; done when the rollout COMPLETED
+(`decisions.deployment_outcome`). Blue/green (ECS's own strategy, `strategy: BLUE_GREEN`): done
+once production traffic is on the new revision (`decisions.blue_green_outcome`); the previous
+revision keeps running through ECS's bake time, so a switch back during it (StopServiceDeployment
+with ROLLBACK) shifts traffic and starts no task.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +19,15 @@ from domain.errors import ReleaseError
 from domain.results import DeployResult, Revision
 from targets.aws.clients import PROVISION_HINT, poll
 from targets.aws.decisions import (
+    Outcome,
+    blue_green_outcome,
     deployment_outcome,
     main_container,
     new_events,
     parse_image,
     primary_deployment,
     rollout_to_stop,
+    uses_blue_green,
     with_image,
 )
 
@@ -133,7 +144,8 @@ class Ecs:
         container = main_container(current_td, service)["name"]
         new_arn = self.task_definition_for(current_td, container, image)
         how = self._start_rollout(ecs_name, described, new_arn, label, previous)
-        reason = self.wait(ecs_name, new_arn, label, seen)
+        # A stopped rollout is done when the revision it returns to is the service's again.
+        reason = self.wait(ecs_name, new_arn, label, seen, forward=how is None)
         return DeployResult(
             service=service,
             changed=True,
@@ -154,7 +166,7 @@ class Ecs:
     ) -> DeployResult:
         """The service runs the image already: done, or a deployment that an earlier attempt
         started and did not see finish, which is waited for."""
-        if deployment_outcome(described, previous.revision_id).state == "succeeded":
+        if self.outcome(described, previous.revision_id).state == "succeeded":
             detail = f"{version} already live ({previous.revision_id}); nothing changed"
             return DeployResult.unchanged(previous, detail)
         label = f"{previous.service} {version}"
@@ -235,7 +247,24 @@ class Ecs:
         self.client.update_service(cluster=self.cluster, service=ecs_name, forceNewDeployment=True)
         return self.wait(ecs_name, described["taskDefinition"], label, seen)
 
-    def wait(self, ecs_name: str, new_arn: str, label: str, seen: set[str]) -> str:
+    def outcome(self, service: dict[str, Any], new_arn: str, forward: bool = True) -> Outcome:
+        """Where the deployment of `new_arn` stands, by the service's strategy. `forward`: the
+        service was updated to `new_arn` (not returned to it by a stopped rollout)."""
+        if forward and uses_blue_green(service):
+            return blue_green_outcome(service, self.service_deployment(service), new_arn)
+        return deployment_outcome(service, new_arn)
+
+    def service_deployment(self, service: dict[str, Any]) -> dict[str, Any] | None:
+        """The service's current service deployment (describe_service_deployments), if any."""
+        arn = service.get("currentServiceDeployment")
+        if not arn:
+            return None
+        found = self.client.describe_service_deployments(serviceDeploymentArns=[arn])
+        return next(iter(found.get("serviceDeployments", [])), None)
+
+    def wait(
+        self, ecs_name: str, new_arn: str, label: str, seen: set[str], forward: bool = True
+    ) -> str:
         """Poll the service until the deployment of `new_arn` succeeds; log its new events."""
         recent: list[str] = []
 
@@ -245,7 +274,7 @@ class Ecs:
                 seen.add(event["id"])
                 recent.append(event["message"])
                 self.log(f"{label}: {event['message']}")
-            outcome = deployment_outcome(service, new_arn)
+            outcome = self.outcome(service, new_arn, forward)
             if outcome.state == "failed":
                 raise ReleaseError(
                     f"deploy of {label} to ECS service {ecs_name} failed: {outcome.reason}. "

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from domain.errors import ReleaseError
+from targets.aws.decisions import serving_target_groups
 
 
 def describe_groups(elb: Any, arns: list[str]) -> str:
@@ -24,3 +25,9 @@ def healthy_targets(elb: Any, service: str, arn: str) -> str:
             f"({', '.join(states) or 'no targets'})"
         )
     return f"{service} {healthy}/{len(states)} targets healthy"
+
+
+def serving_groups(elb: Any, rule_arns: list[str]) -> list[str]:
+    """The target groups these listener rules send traffic to (weight above 0)."""
+    rules = elb.describe_rules(RuleArns=rule_arns)["Rules"]
+    return sorted({group for rule in rules for group in serving_target_groups(rule)})

@@ -38,7 +38,7 @@ from domain.results import (
 )
 from domain.services import ServiceSpec
 from targets import images, migrations, verify
-from targets.aws import cloudfront, elbv2, one_off, sts
+from targets.aws import cloudfront, decisions, elbv2, one_off, sts
 from targets.aws.blocks import AwsTarget
 from targets.aws.clients import PROVISION_HINT, aws_errors, logger, quiet_wire_logs, translated
 from targets.aws.decisions import AwsNames, live_desired_count, resolve_names
@@ -378,24 +378,47 @@ class AwsRuntime(migrations.OneOffMigrations):
     def deploy_service(
         self, service: str, image: str, version: str, keep_previous: bool = False
     ) -> DeployResult:
-        """A rolling ECS deployment: ECS itself stops the previous tasks once the new ones are
-        healthy, so `keep_previous` cannot be honoured here (see the README, "Instant
-        rollback"); a switch back starts the recorded task definition again."""
+        """An ECS deployment, the way the service is set up (targets/aws/ecs.py). Blue/green
+        (the template's): `keep_previous` is ECS's bake time, the previous revision running
+        beside the new one out of traffic, and a switch back during it shifts traffic only.
+        Rolling: ECS stops the previous tasks itself once the new ones are healthy, so
+        `keep_previous` cannot be honoured and a switch back starts the recorded task
+        definition again."""
         return self.ecs.deploy(service, self._ecs_name(service), image, version, self.ecr.digest_of)
 
     def retire_previous(self, service: str) -> str:
+        described = self.ecs.service(self._ecs_name(service))
+        if decisions.uses_blue_green(described):
+            minutes = decisions.bake_minutes(described)
+            return f"ECS stops the previous revision when its bake time ({minutes} min) ends"
         return "ECS stopped the previous tasks during its deployment; nothing runs beside"
 
     # -- step 7: edge --------------------------------------------------------------------------
+
+    def _serving_groups(self, elb: Any, service: str) -> list[str]:
+        """The target groups that take `service`'s production traffic. A blue/green service
+        alternates between two: the one its production listener rule forwards to. Otherwise
+        the configured one (none: the service is not behind the load balancer)."""
+        if service not in self.names.target_groups:
+            return []
+        described = self.ecs.service(self._ecs_name(service))
+        rules = [
+            (lb.get("advancedConfiguration") or {}).get("productionListenerRule")
+            for lb in described.get("loadBalancers", [])
+        ]
+        rules = [r for r in rules if r]
+        if not (decisions.uses_blue_green(described) and rules):
+            return [self.names.target_groups[service]]
+        return elbv2.serving_groups(elb, rules)
 
     @translated("edge")
     def update_edge(self, deployed: list[DeployResult]) -> EdgeResult:
         """Every target group has a healthy target; then invalidate the CDN and wait for it."""
         elb = self._client("elbv2")
         routes = [
-            elbv2.healthy_targets(elb, s.name, self.names.target_groups[s.name])
+            elbv2.healthy_targets(elb, s.name, group)
             for s in self.env.ordered()
-            if s.name in self.names.target_groups
+            for group in self._serving_groups(elb, s.name)
         ]
         load_balancer = "ALB: " + (", ".join(routes) or "no target groups configured")
         dist = self.names.distribution_id

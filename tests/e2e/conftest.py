@@ -9,11 +9,15 @@ serves: each starts by releasing a version of its own.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -35,6 +39,7 @@ from prefect.deployments import run_deployment
 from prefect.states import State
 
 from tests.integration.conftest import stack  # noqa: F401  (the stack must be up)
+from tests.support.scratch import new_code
 
 pytestmark = pytest.mark.e2e
 
@@ -60,6 +65,27 @@ def page_version(html: str) -> str | None:
 
 def start(deployment: str, **parameters: Any) -> FlowRun:
     return run_deployment(deployment, parameters=parameters, timeout=0)
+
+
+STAND_INS = Path(__file__).resolve().parents[2] / "examples" / "flowmasters"
+CODE = Path(tempfile.gettempdir()) / f"fm-e2e-code-{os.getpid()}"
+
+
+def code(version: str) -> str:
+    """A checkout of the stand-ins at `version`: their code with this version's change in it.
+    A release keeps a service whose source did not change since the image it serves, so each
+    new version a test releases needs code of its own (passed as the release's `source`)."""
+    path = CODE / version
+    if not path.exists():
+        shutil.copytree(STAND_INS, path)
+        new_code(path, version)
+    return str(path)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def versions_code() -> Iterator[None]:
+    yield
+    shutil.rmtree(CODE, ignore_errors=True)
 
 
 def read(flow_run_id: Any) -> FlowRun:

@@ -13,6 +13,7 @@ from prefect.client.schemas.objects import StateType
 
 from tests.e2e.conftest import (
     SANDBOX_FRONTEND,
+    code,
     new_version,
     read,
     rolled_back_to,
@@ -32,11 +33,13 @@ def process_tree(pid: int) -> list[int]:
 
 def test_a_release_killed_in_its_bake_window_is_rolled_back_by_itself():
     good = new_version("e2e-before-crash")
-    assert wait_final(start("release/sandbox", version=good).id).state.is_completed()
+    assert wait_final(
+        start("release/sandbox", version=good, source=code(good)).id
+    ).state.is_completed()
     since = datetime.now(UTC)
 
     doomed = new_version("e2e-crash")
-    run = start("release/sandbox", version=doomed, bake_seconds=600)
+    run = start("release/sandbox", version=doomed, source=code(doomed), bake_seconds=600)
     wait_until(
         "the new version serving (the release is in its bake window)",
         lambda: served_version(SANDBOX_FRONTEND) == doomed,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -22,6 +23,7 @@ from flows.lock import lock_name
 from flows.release import release
 from tests.e2e.conftest import (
     SANDBOX_FRONTEND,
+    code,
     new_version,
     read,
     served_version,
@@ -35,8 +37,8 @@ def test_two_releases_started_at_once_only_one_runs():
     version = new_version("e2e-twice")
 
     first, second = (
-        start("release/sandbox", version=version),
-        start("release/sandbox", version=version),
+        start("release/sandbox", version=version, source=code(version)),
+        start("release/sandbox", version=version, source=code(version)),
     )
     states = sorted(wait_final(run.id).state.type.value for run in (first, second))
 
@@ -70,14 +72,18 @@ def paused_run(deployment: str, **parameters) -> Any:
 def sandbox_baseline() -> str:
     """`sandbox` serves a version of this module before the approval tests start."""
     version = new_version("e2e-base")
-    assert wait_final(start("release/sandbox", version=version).id).state.is_completed()
+    assert wait_final(
+        start("release/sandbox", version=version, source=code(version)).id
+    ).state.is_completed()
     return version
 
 
 def test_a_release_that_requires_approval_waits_then_goes_on(sandbox_baseline):
     version = new_version("e2e-approved")
 
-    run = paused_run("release/sandbox", version=version, require_approval=True)
+    run = paused_run(
+        "release/sandbox", version=version, source=code(version), require_approval=True
+    )
     assert served_version(SANDBOX_FRONTEND) == sandbox_baseline, "nothing changed while paused"
     resume_flow_run(run.id, run_input={"approve": True, "comment": "looks right"})
 
@@ -89,7 +95,9 @@ def test_a_rejected_release_changes_nothing(sandbox_baseline):
     before = served_version(SANDBOX_FRONTEND)
     version = new_version("e2e-rejected")
 
-    run = paused_run("release/sandbox", version=version, require_approval=True)
+    run = paused_run(
+        "release/sandbox", version=version, source=code(version), require_approval=True
+    )
     resume_flow_run(run.id, run_input={"approve": False, "comment": "not today"})
 
     final = wait_final(run.id).state
@@ -171,7 +179,7 @@ def test_cli_run_with_an_all_digits_version_as_the_ci_example_does():
             "run",
             "release/sandbox",
             "--params",
-            f'{{"version": "{version}"}}',
+            json.dumps({"version": version, "source": code(version)}),
             "--watch",
         ],
         capture_output=True,

@@ -16,7 +16,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.deployments import run_deployment
 
 from tests.e2e.conftest import read, served_version, wait_final, wait_until
-from tests.support.scratch import Scratch, create_environment, remove_environment
+from tests.support.scratch import Scratch, create_environment, new_code, remove_environment
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -56,6 +56,7 @@ def task_states_since(flow_run_id, since: datetime) -> dict[str, str]:
 def test_retrying_a_failed_release_reuses_the_finished_steps(scratch):
     env, deployment = scratch
     frontend = next(s for s in env.description["services"] if s["name"] == "frontend")
+    new_code(env.source, "v1")
     assert wait_final(
         run_deployment(deployment, parameters={"version": "v1"}, timeout=0).id
     ).state.is_completed()
@@ -64,6 +65,7 @@ def test_retrying_a_failed_release_reuses_the_finished_steps(scratch):
     blocker = socket.socket()
     blocker.bind(("127.0.0.1", port))
     blocker.listen()
+    new_code(env.source, "v2")
     try:
         run = run_deployment(deployment, parameters={"version": "v2"}, timeout=0)
         failed = wait_final(run.id)

@@ -14,6 +14,7 @@ from domain.records import ReleaseRecord
 from tasks.records import variable_name
 from tests.e2e.conftest import (
     SANDBOX_FRONTEND,
+    code,
     new_version,
     rolled_back_to,
     served_version,
@@ -36,7 +37,9 @@ def running(version: str) -> set[str]:
 
 def test_broken_release_switches_back_by_itself_without_failed_requests():
     good = new_version("e2e-good")
-    assert wait_final(start("release/sandbox", version=good).id).state.is_completed()
+    assert wait_final(
+        start("release/sandbox", version=good, source=code(good)).id
+    ).state.is_completed()
     assert served_version(SANDBOX_FRONTEND) == good
     good_containers = running(good)
     assert len(good_containers) == 2
@@ -55,6 +58,7 @@ def test_broken_release_switches_back_by_itself_without_failed_requests():
             start(
                 "release/sandbox",
                 version=f"{good}-broken",
+                source=code(f"{good}-broken"),
                 build_args={"BREAK_AFTER_SECONDS": "5"},
             ).id
         )

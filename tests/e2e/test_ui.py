@@ -16,7 +16,7 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 from prefect.client.orchestration import get_client
 
-from tests.e2e.conftest import SANDBOX_FRONTEND, new_version, read, served_version
+from tests.e2e.conftest import SANDBOX_FRONTEND, code, new_version, read, served_version
 
 pytestmark = pytest.mark.e2e
 
@@ -63,16 +63,18 @@ def deployment_id(name: str) -> UUID:
         return client.read_deployment_by_name(name).id
 
 
-def start_custom_run(page: Page, deployment: UUID, version: str) -> None:
-    """Run → Custom run, with `version` given as a string: the field is `str | int | None`."""
+def start_custom_run(page: Page, deployment: UUID, version: str, source: str) -> None:
+    """Run → Custom run, with `version` given as a string (the field is `str | int | None`) and
+    the folder of that version's code as `source`."""
     page.goto(f"{UI}/deployments/deployment/{deployment}")
     page.get_by_role("button", name="Run", exact=True).click()
     page.get_by_text("Custom run", exact=True).click()
-    field = page.locator(".schema-form-property").filter(
-        has=page.get_by_text(re.compile(r"^version( \(Optional\))?$"))
-    )
-    field.get_by_role("button", name="str", exact=True).click()
-    field.get_by_role("textbox").fill(version)
+    for name, value in (("version", version), ("source", source)):
+        field = page.locator(".schema-form-property").filter(
+            has=page.get_by_text(re.compile(rf"^{name}( \(Optional\))?$"))
+        )
+        field.get_by_role("button", name="str", exact=True).click()  # its type: a string
+        field.get_by_role("textbox").fill(value)
     page.get_by_role("button", name="Submit").click()
 
 
@@ -98,7 +100,7 @@ def test_release_started_from_the_deployment_page_completes(browser_page: Page, 
     deployment = deployment_id("release/sandbox")
 
     with screenshot_on_failure(browser_page, tmp_path / "ui.png"):
-        start_custom_run(browser_page, deployment, version)
+        start_custom_run(browser_page, deployment, version, code(version))
         run_id = open_new_run(browser_page)
         assert final_state_shown(browser_page, timeout=300) == "Completed"
 

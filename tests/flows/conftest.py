@@ -17,6 +17,7 @@ import warnings
 from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -138,8 +139,11 @@ class FakeTarget:
         self.live: dict[str, Revision] = {}
         self.schema = 1
         self.on_backup: Any = None
+        self.on_build: Any = None
         self.proposal: InfrastructureChange | None = None  # what plan_infrastructure proposes
         self.kept_running: dict[str, bool] = {}  # service -> its previous revision still runs
+        self.applied: tuple[int, ...] = (1,)  # what the migration status reports
+        self.reported_pending: tuple[int, ...] = (2,)
 
     def _call(self, what: str) -> None:
         self.calls.append(what)
@@ -168,6 +172,8 @@ class FakeTarget:
 
     def build_image(self, build: BuildSpec) -> BuiltImage:
         self._call(f"build:{build.service}")
+        if self.on_build:
+            self.on_build()
         return BuiltImage(
             service=build.service,
             image_id=f"sha256:{build.service}{build.version}",
@@ -201,7 +207,10 @@ class FakeTarget:
     def schema_status(self, image: str) -> SchemaStatus:
         self._call("schema")
         return SchemaStatus(
-            applied=(1,), available=(1, 2), pending=(2,), schema_version=self.schema
+            applied=self.applied,
+            available=(1, 2),
+            pending=self.reported_pending,
+            schema_version=self.schema,
         )
 
     def backup_database(self, backup_id: str) -> Backup:
@@ -360,3 +369,11 @@ def source(tmp_path: Any) -> str:
         (tmp_path / service).mkdir()
         (tmp_path / service / "Dockerfile").write_text(f"FROM scratch\n# {service}\n")
     return str(tmp_path)
+
+
+def code(source: str, version: str, services: tuple[str, ...] = ("frontend", "backend")) -> str:
+    """`source` holding `version`'s code in these services, as a checkout of that version would:
+    a release keeps a service whose source did not change, so a new version needs new code."""
+    for service in services:
+        (Path(source) / service / "CHANGES").write_text(f"{version}\n")
+    return source

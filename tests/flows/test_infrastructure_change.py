@@ -24,6 +24,7 @@ from prefect.flow_runs import resume_flow_run
 from domain.results import InfrastructureChange
 from flows import events
 from flows.release import release
+from tests.flows.conftest import code
 from tests.flows.test_release import names
 
 CHANGE = InfrastructureChange(
@@ -40,7 +41,7 @@ def test_a_proposed_change_is_published_then_applied_before_any_image_is_built(
 ):
     fake.proposal = CHANGE
 
-    result = release("flowtest", "infra-v1", source)
+    result = release("flowtest", "infra-v1", code(source, "infra-v1"))
 
     assert result["status"] == "succeeded"
     assert fake.calls[:4] == [
@@ -61,7 +62,7 @@ def test_a_proposed_change_is_published_then_applied_before_any_image_is_built(
 def test_a_dry_run_discards_the_proposal_and_changes_nothing(fake, emitted, source):
     fake.proposal = CHANGE
 
-    result = release("flowtest", "infra-v2", source, dry_run=True)
+    result = release("flowtest", "infra-v2", code(source, "infra-v2"), dry_run=True)
 
     assert result["status"] == "dry-run"
     assert result["infrastructure"] == CHANGE.summary
@@ -74,7 +75,7 @@ def test_a_dry_run_discards_the_proposal_and_changes_nothing(fake, emitted, sour
 def test_a_dry_run_of_a_new_stack_stops_after_the_proposal(fake, emitted, source):
     fake.proposal = CHANGE.model_copy(update={"kind": "CREATE"})
 
-    result = release("flowtest", "infra-v2", source, dry_run=True)
+    result = release("flowtest", "infra-v2", code(source, "infra-v2"), dry_run=True)
 
     assert result == {"status": "dry-run", "version": "infra-v2", "infrastructure": CHANGE.summary}
     assert fake.calls == ["verify", "plan_infrastructure", "discard:flowmasters-cs-1"]

@@ -14,6 +14,7 @@ from domain.errors import ReleaseError
 from flows import events
 from flows.release import release
 from flows.rollback import rollback
+from tests.flows.conftest import code
 from tests.flows.test_release import names, record_of
 
 
@@ -21,11 +22,11 @@ from tests.flows.test_release import names, record_of
 def failed_release(fake, emitted, source):
     """v1 serves; v2 went live and failed its checks (the fake then answers 500), and its own
     switch back failed too, so v2 still serves: what the rollback flow is there for."""
-    release("flowtest", "v1", source)
+    release("flowtest", "v1", code(source, "v1"))
     fake.served.status = 500
     for service in ("frontend", "backend"):
         fake.fail[f"deploy:{service}:v1"] = ReleaseError(f"{service} v1 did not start")
-    state = release("flowtest", "v2", source, return_state=True)
+    state = release("flowtest", "v2", code(source, "v2"), return_state=True)
     assert state.is_failed()
     assert {name: rev.version for name, rev in fake.live.items()} == {
         "backend": "v2",
@@ -54,9 +55,9 @@ def test_returns_each_service_to_what_ran_before_frontend_first(fake, emitted, f
 def test_after_the_release_switched_back_itself_the_rollback_finds_nothing_to_change(
     fake, emitted, source
 ):
-    release("flowtest", "v1", source)
+    release("flowtest", "v1", code(source, "v1"))
     fake.served.status = 500
-    release("flowtest", "v2", source, return_state=True)
+    release("flowtest", "v2", code(source, "v2"), return_state=True)
     fake.served.status = 200
     assert record_of("flowtest").switched_back
     fake.calls.clear()
@@ -89,9 +90,9 @@ def test_does_not_roll_back_over_a_newer_release(fake, emitted, failed_release):
 
 
 def test_a_release_that_changed_nothing_is_not_rolled_back(fake, emitted, source):
-    release("flowtest", "v1", source)
+    release("flowtest", "v1", code(source, "v1"))
     fake.fail["migrate"] = ReleaseError("bad migration")
-    release("flowtest", "v2", source, return_state=True)
+    release("flowtest", "v2", code(source, "v2"), return_state=True)
     record = record_of("flowtest")
     record_unchanged = record.model_copy(update={"changed_environment": False})
     from tasks.records import write_release_record

@@ -8,6 +8,8 @@ that play what moto does not model (each says so in its docstring):
 - One-off tasks never run a container: `FakeMigrationContainer` writes what the container
   would have logged into moto's CloudWatch Logs and sets its exit code.
 - moto's ECR is an API, not a registry: the docker push is replaced by a FAKE `put_image`.
+- ECS's own blue/green deployments (a bake time, two target groups, a production listener rule)
+  are not modelled either: `FakeBlueGreen` plays them on a service it sets up that way.
 
 Every test module that uses these runs with DEBUG logging captured (`no_secret_logged`), and no
 credential may appear in a log record or in a returned model (`no_secret`).
@@ -391,6 +393,170 @@ class FakeServiceDeployments:
     def arn(service: Any, deployment: dict) -> str:
         name = deployment["id"].split("/")[-1]
         return f"arn:aws:ecs:{REGION}:{ACCOUNT}:service-deployment/fm-test/{service.name}/{name}"
+
+
+class FakeBlueGreen:
+    """Plays ECS's own blue/green deployments, which moto does not model (nor
+    DescribeServiceDeployments), on moto's service `name` and real moto ELBv2 resources.
+
+    Set-up: the service gets `strategy: BLUE_GREEN` and a bake time, an alternate target group
+    (green) beside its blue one, and a production listener rule forwarding to blue (weight 100)
+    and green (0). update_service: the new revision's deployment becomes PRIMARY and a service
+    deployment starts; each describe_services moves it one lifecycle stage on. At
+    PRODUCTION_TRAFFIC_SHIFT the rule's weights move to the new revision's group (moto's
+    modify_rule) and the deployment reaches BAKE_TIME, where it stays: the previous revision's
+    tasks keep running. StopServiceDeployment with ROLLBACK during the bake shifts the weights
+    back and makes the previous deployment PRIMARY again, starting no task (`started` counts
+    the tasks started, as ECS's "has started N tasks" events would).
+    """
+
+    STAGES = ("RECONCILE_SERVICE", "SCALE_UP", "PRODUCTION_TRAFFIC_SHIFT", "BAKE_TIME")
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, aws: Callable[[str], Any], name: str):
+        self.backend, self.aws = ecs_backend(), aws
+        self.service = moto_service(name)
+        self.update, self.describe = self.backend.update_service, self.backend.describe_services
+        self.deployment: dict[str, Any] = {}
+        self.started = 0
+        self.stopped: list[str] = []
+        self.groups = self._set_up(name)
+        monkeypatch.setattr(self.backend, "update_service", self.update_service)
+        monkeypatch.setattr(self.backend, "describe_services", self.describe_services)
+        fake = self
+
+        def describe_service_deployments(response: Any) -> str:
+            arns = response._get_param("serviceDeploymentArns")
+            found = [fake.deployment] if fake.deployment.get("serviceDeploymentArn") in arns else []
+            return json.dumps({"serviceDeployments": found, "failures": []}, default=str)
+
+        def list_service_deployments(response: Any) -> str:
+            live = fake.deployment.get("status") in ("PENDING", "IN_PROGRESS")
+            items = [dict(fake.deployment)] if live else []
+            return json.dumps({"serviceDeployments": items}, default=str)
+
+        def stop_service_deployment(response: Any) -> str:
+            arn = response._get_param("serviceDeploymentArn")
+            fake.stopped.append(response._get_param("stopType"))
+            fake.roll_back()
+            return json.dumps({"serviceDeploymentArn": arn})
+
+        for action, method in (
+            ("describe_service_deployments", describe_service_deployments),
+            ("list_service_deployments", list_service_deployments),
+            ("stop_service_deployment", stop_service_deployment),
+        ):
+            monkeypatch.setattr(EC2ContainerServiceResponse, action, method, raising=False)
+
+    def _set_up(self, name: str) -> dict[str, str]:
+        elb = self.aws("elbv2")
+        vpc = self.aws("ec2").describe_vpcs()["Vpcs"][-1]["VpcId"]
+        suffix = str(time.time_ns())[-8:]  # each test sets up its own
+        groups = {}
+        for color in ("blue", "green"):
+            groups[color] = elb.create_target_group(
+                Name=f"fm-bg-{name}-{color}-{suffix}", Protocol="HTTP", Port=8080, VpcId=vpc,
+                TargetType="ip",
+            )["TargetGroups"][0]["TargetGroupArn"]  # fmt: skip
+        elb.register_targets(TargetGroupArn=groups["blue"], Targets=[{"Id": "100.64.1.20"}])
+        balancer = elb.create_load_balancer(
+            Name=f"fm-bg-{name}-{suffix}", Subnets=[self.service.network_configuration[
+                "awsvpcConfiguration"]["subnets"][0]], Scheme="internal",
+        )["LoadBalancers"][0]["LoadBalancerArn"]  # fmt: skip
+        listener = elb.create_listener(
+            LoadBalancerArn=balancer, Protocol="HTTP", Port=80,
+            DefaultActions=[{"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "404"}}],
+        )["Listeners"][0]["ListenerArn"]  # fmt: skip
+        self.rule = elb.create_rule(
+            ListenerArn=listener, Priority=10,
+            Conditions=[{"Field": "path-pattern", "Values": ["/*"]}],
+            Actions=[self._forward(groups["blue"], groups["green"])],
+        )["Rules"][0]["RuleArn"]  # fmt: skip
+        self.service.deployment_configuration = {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 15}
+        self.service.load_balancers = [
+            {
+                "targetGroupArn": groups["blue"],
+                "containerName": name,
+                "containerPort": 8080,
+                "advancedConfiguration": {
+                    "alternateTargetGroupArn": groups["green"],
+                    "productionListenerRule": self.rule,
+                    "roleArn": f"arn:aws:iam::{ACCOUNT}:role/fm-ecs-infrastructure",
+                },
+            }
+        ]
+        self.serving = groups["blue"]
+        return groups
+
+    @staticmethod
+    def _forward(serving: str, idle: str) -> dict[str, Any]:
+        return {
+            "Type": "forward",
+            "ForwardConfig": {
+                "TargetGroups": [
+                    {"TargetGroupArn": serving, "Weight": 100},
+                    {"TargetGroupArn": idle, "Weight": 0},
+                ]
+            },
+        }
+
+    def _shift(self, to: str) -> None:
+        other = next(g for g in self.groups.values() if g != to)
+        self.aws("elbv2").modify_rule(RuleArn=self.rule, Actions=[self._forward(to, other)])
+        self.serving = to
+
+    def update_service(self, properties: dict) -> Any:
+        old_td = self.service.task_definition
+        service = self.update(properties)
+        if service.task_definition == old_td:
+            return service
+        blue = next(d for d in service.deployments if d["status"] == "PRIMARY")
+        blue["status"] = "ACTIVE"
+        green = {
+            **blue,
+            "id": f"ecs-svc/{time.time_ns()}",
+            "status": "PRIMARY",
+            "taskDefinition": service.task_definition,
+            "rolloutState": "IN_PROGRESS",
+            "runningCount": blue["desiredCount"],
+            "createdAt": datetime.now(UTC),
+        }
+        service.deployments = [green, blue]
+        self.started += blue["desiredCount"]
+        FakeEcsScheduler.event(service, f"has started {blue['desiredCount']} tasks.")
+        arn = f"arn:aws:ecs:{REGION}:{ACCOUNT}:service-deployment/fm-test/{service.name}/{time.time_ns()}"
+        self.deployment = {
+            "serviceDeploymentArn": arn,
+            "status": "IN_PROGRESS",
+            "lifecycleStage": self.STAGES[0],
+        }
+        service.current_service_deployment = arn
+        self.green = next(g for g in self.groups.values() if g != self.serving)
+        return service
+
+    def describe_services(self, cluster: str, names: list[str]) -> Any:
+        stage = self.deployment.get("lifecycleStage")
+        if self.deployment.get("status") == "IN_PROGRESS" and stage != "BAKE_TIME":
+            following = self.STAGES[self.STAGES.index(stage) + 1]
+            if following == "PRODUCTION_TRAFFIC_SHIFT":
+                self.aws("elbv2").register_targets(
+                    TargetGroupArn=self.green, Targets=[{"Id": "100.64.1.21"}]
+                )
+            if following == "BAKE_TIME":
+                self._shift(self.green)
+            self.deployment["lifecycleStage"] = following
+        return self.describe(cluster, names)
+
+    def roll_back(self) -> None:
+        """ECS's ROLLBACK during the bake: traffic back to the previous revision's group, the
+        previous deployment PRIMARY again; its tasks ran all along, so none starts."""
+        service = self.service
+        _, blue = service.deployments
+        self._shift(next(g for g in self.groups.values() if g != self.green))
+        blue.update(status="PRIMARY", rolloutState="COMPLETED")
+        service.deployments = [blue]
+        service.task_definition = blue["taskDefinition"]
+        self.deployment.update(status="ROLLBACK_SUCCESSFUL", statusReason="stopped with ROLLBACK")
+        FakeEcsScheduler.event(service, "rolled back: production traffic on the previous revision.")
 
 
 class FakeMigrationContainer:

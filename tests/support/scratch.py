@@ -92,6 +92,17 @@ def make_description(
     return description
 
 
+def new_code(source: Path, version: str, services: tuple[str, ...] | None = None) -> Path:
+    """`source` with `version`'s code in these services' build contexts (every folder with a
+    Dockerfile by default), as a checkout of that version would have: a release keeps a service
+    whose source did not change since the image it serves, so a new version needs new code. The
+    same version always writes the same content."""
+    for context in sorted(p.parent for p in Path(source).glob("*/Dockerfile")):
+        if services is None or context.name in services:
+            (context / "RELEASE").write_text(f"{version}\n")
+    return Path(source)
+
+
 @dataclass
 class Scratch:
     name: str
@@ -126,6 +137,36 @@ def create_environment(
     return Scratch(name=name, database=database, source=source, description=description)
 
 
+def deploy_like(name: str, template: str = "sandbox") -> None:
+    """`release/<name>`: a copy of prefect.yaml's `release/<template>` deployment (its work
+    pool, the launcher command, the pull step, one release at a time) for a scratch environment,
+    so `python -m flows.cli` releases it through the worker as it does a described one."""
+    with get_client(sync_client=True) as client:
+        model = client.read_deployment_by_name(f"release/{template}")
+        client.create_deployment(
+            flow_id=model.flow_id,
+            name=name,
+            entrypoint=model.entrypoint,
+            path=model.path,
+            work_pool_name=model.work_pool_name,
+            work_queue_name=model.work_queue_name,
+            job_variables=model.job_variables,
+            pull_steps=model.pull_steps,
+            parameters={**model.parameters, "environment": name},
+            parameter_openapi_schema=model.parameter_openapi_schema,
+            concurrency_limit=1,
+            concurrency_options=model.concurrency_options,
+            tags=["flowmasters", name],
+        )
+
+
+def remove_deployments(name: str) -> None:
+    with get_client(sync_client=True) as client:
+        for flow in ("release", "rollback"):
+            with contextlib.suppress(ObjectNotFound):
+                client.delete_deployment(client.read_deployment_by_name(f"{flow}/{name}").id)
+
+
 def remove_environment(name: str, database: str | None) -> None:
     client = docker.DockerClient(base_url=os.environ["DOCKER_HOST"])
     try:
@@ -149,6 +190,7 @@ def remove_environment(name: str, database: str | None) -> None:
         app_psql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
     shutil.rmtree(stack_dir() / "backups" / name, ignore_errors=True)
     remove_blocks(name)
+    remove_deployments(name)
     Variable.unset(variable_name(name))
     Variable.unset(fingerprints.variable_name(f"environment-{name}"))
 

@@ -1,14 +1,16 @@
 """The house's rules, read from the product's own imports (those inside functions too):
 
-    flows -> tasks -> blocks -> targets -> domain
+    launcher -> flows -> tasks -> blocks -> targets -> domain
 
 No import circle anywhere; no import from a lower layer up; the domain imports no SDK; a target's
-folder never imports another target's; the flows never import a target (they are target-blind).
+folder never imports another target's; the flows never import a target (they are target-blind);
+the work pool's command (launcher/start.py) imports the standard library only.
 """
 
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,8 +18,16 @@ import pytest
 from targets.registry import KINDS
 
 ROOT = Path(__file__).resolve().parents[2]
-PRODUCT = ("domain", "targets", "blocks", "tasks", "flows", "deployments")
-LAYER = {"domain": 0, "targets": 1, "blocks": 2, "tasks": 3, "flows": 4, "deployments": 5}
+PRODUCT = ("domain", "targets", "blocks", "tasks", "flows", "deployments", "launcher")
+LAYER = {
+    "domain": 0,
+    "targets": 1,
+    "blocks": 2,
+    "tasks": 3,
+    "flows": 4,
+    "deployments": 5,
+    "launcher": 5,
+}
 SDKS = ("prefect", "prefect_aws", "prefect_docker", "docker", "boto3", "botocore", "httpx")
 # Each kind's folder, from the registry: a new target is held to the rules without a line here.
 TARGETS = tuple(sorted(kind.package for kind in KINDS))
@@ -97,3 +107,9 @@ def test_flows_and_tasks_reach_docker_and_aws_only_through_a_target(module):
     assert sdk == []
     if module.startswith("flows"):
         assert sorted(m for m in product_imports(module) if m.startswith("targets")) == []
+
+
+def test_the_work_pool_command_imports_only_the_standard_library():
+    """Its start is part of every deployment run's start (launcher/start.py)."""
+    imported = {name.split(".")[0] for name in GRAPH["launcher.start"]}
+    assert sorted(imported - set(sys.stdlib_module_names) - {"__future__"}) == []

@@ -66,6 +66,7 @@ from tests.support.moto_world import (
     ecs_backend,
     fake_docker_push,
 )
+from tests.support.scratch import new_code
 
 pytestmark = pytest.mark.integration
 
@@ -325,7 +326,7 @@ def record(env: dict[str, Any]) -> ReleaseRecord:
 
 
 def run_release(env: dict[str, Any], version: str) -> Any:
-    return release(env["name"], version, str(env["source"]), return_state=True)
+    return release(env["name"], version, str(new_code(env["source"], version)), return_state=True)
 
 
 # -- the tests share the environment and run in order --------------------------------------------

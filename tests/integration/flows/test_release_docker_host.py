@@ -24,14 +24,16 @@ from targets.docker_host import proxy
 from tasks.records import variable_name
 from tests.integration.conftest import TestEnvironment, read_events, run_texts, task_states
 from tests.support.block_reads import count_block_reads
-from tests.support.scratch import app_psql
+from tests.support.scratch import app_psql, new_code
 
 MIGRATION_2 = "ALTER TABLE pages ADD COLUMN summary text NOT NULL DEFAULT '';\n"
 MIGRATION_2_DOWN = "ALTER TABLE pages DROP COLUMN summary;\n"
 
 
 def run(env: TestEnvironment, version: str, **build_args: str):
-    state = release(env.name, version, str(env.source), build_args, return_state=True)
+    state = release(
+        env.name, version, str(new_code(env.source, version)), build_args, return_state=True
+    )
     env.runs.append(state.state_details.flow_run_id)
     return state, state.state_details.flow_run_id
 
@@ -117,23 +119,17 @@ def test_same_release_again_builds_pushes_and_backs_up_nothing(environment: Test
 
     assert state.is_completed(), state.message
     states = task_states(flow_run_id)
-    reused = {
-        name: states[name] for name in states if name.startswith(("build-", "push-", "backup-"))
-    }
-    assert reused == {
-        "build-backend": "Cached",
-        "build-frontend": "Cached",
-        "push-backend": "Cached",
-        "push-frontend": "Cached",
-        next(n for n in states if n.startswith("backup-")): "Cached",
-    }
-    assert not any(n.startswith("run-migrations") for n in states), "nothing was pending"
+    changing = ("build-", "push-", "backup-", "run-migrations", "deploy-", "update-edge")
+    assert [name for name in states if name.startswith(changing)] == []
     assert {c.id for c in environment.containers() if c.status == "running"} == before
     assert environment.record().release_id == release_id
     assert environment.record().schema_after == 2
     assert serving(environment) == ("v2", "v2", 2)
     reported = "\n".join(run_texts([flow_run_id]))
+    assert "| build | backend, frontend kept: served already, built from this source |" in reported
+    assert "| backup | not taken: no migration runs and no service" in reported
     assert "| migrate | nothing pending (applied now: [1, 2]): not run |" in reported
+    assert "| deploy backend | kept v2: it serves an image of this source already |" in reported
     assert "probes x 1 round passed (nothing changed; v2 passed its checks" in reported
 
 
@@ -255,3 +251,29 @@ def test_no_secret_in_logs_artifacts_or_the_record(environment: TestEnvironment)
     assert len(texts) > 50, "the runs' logs and artifacts were read"
     assert not [t for t in texts if password in t]
     assert password not in environment.record().model_dump_json()
+
+
+def test_a_release_of_the_frontend_alone_builds_and_restarts_only_the_frontend(
+    environment: TestEnvironment,
+):
+    backend = {c.id for c in environment.containers(service="backend") if c.status == "running"}
+    new_code(environment.source, "v2")  # the code v2 serves (the broken v5 was rolled back)
+    new_code(environment.source, "v2-frontend", services=("frontend",))
+
+    state = release(environment.name, "v2-frontend", str(environment.source), return_state=True)
+
+    assert state.is_completed(), state.message
+    environment.runs.append(state.state_details.flow_run_id)
+    states = task_states(state.state_details.flow_run_id)
+    assert sorted(n for n in states if n.startswith(("build-", "push-", "deploy-"))) == [
+        "build-frontend",
+        "deploy-frontend-v2-frontend",
+        "push-frontend",
+    ]
+    assert serving(environment) == ("v2-frontend", "v2", 2)  # the backend keeps its version
+    running = {c.id for c in environment.containers(service="backend") if c.status == "running"}
+    assert running == backend, "the backend was not restarted"
+    record = environment.record()
+    assert record.backup is None, "no migration, and the database's users did not change"
+    assert record.images["backend"].startswith(f"{environment.description['target']['registry']}")
+    assert ":v2@" in record.images["backend"] and ":v2-frontend@" in record.images["frontend"]

@@ -36,7 +36,7 @@ from benchmarks.wrk import Wrk
 from flows.release import release
 from flows.rollback import rollback
 from tests.integration.conftest import TestEnvironment, task_states
-from tests.support.scratch import create_environment, remove_environment
+from tests.support.scratch import create_environment, new_code, remove_environment
 
 REPO = Path(__file__).resolve().parents[3]
 APP = REPO / "examples" / "flowmasters-payload"
@@ -71,7 +71,8 @@ def source(env: TestEnvironment, variant: str | None) -> Path:
 
 
 def run(env: TestEnvironment, version: str, variant: str | None = None):
-    state = release(env.name, version, str(source(env, variant)), return_state=True)
+    code = new_code(source(env, variant), version)
+    state = release(env.name, version, str(code), return_state=True)
     return state, state.state_details.flow_run_id
 
 

@@ -9,17 +9,18 @@ from benchmarks.wrk import Wrk
 from flows.release import release
 from flows.rollback import rollback
 from tests.integration.flows.test_release_docker_host import MIGRATION_2, MIGRATION_2_DOWN, serving
+from tests.support.scratch import new_code
 
 
 def test_rollback_with_migrate_down_returns_code_and_schema(environment):
     assert release(
-        environment.name, "v1", str(environment.source), return_state=True
+        environment.name, "v1", str(new_code(environment.source, "v1")), return_state=True
     ).is_completed()
     migrations = environment.source / "backend" / "migrations"
     (migrations / "0002_page_summary.up.sql").write_text(MIGRATION_2)
     (migrations / "0002_page_summary.down.sql").write_text(MIGRATION_2_DOWN)
     assert release(
-        environment.name, "v2", str(environment.source), return_state=True
+        environment.name, "v2", str(new_code(environment.source, "v2")), return_state=True
     ).is_completed()
     assert serving(environment) == ("v2", "v2", 2)
 

@@ -1,6 +1,6 @@
 import pytest
 
-from domain.checks import ProbeSpec, field, judge
+from domain.checks import ProbeSpec, expected_versions, field, judge
 
 URL = "http://127.0.0.1:8081/api/health"
 VERSIONED = ProbeSpec(service="backend", path="/api/health")
@@ -54,3 +54,28 @@ class TestJudge:
 )
 def test_field(document, dotted, expected):
     assert field(document, dotted) == expected
+
+
+class TestExpectedVersions:
+    """A release keeps a service whose source did not change, so each probe must show the
+    version of the service it reports on."""
+
+    VERSIONS = {"backend": "v1", "frontend": "v2"}
+
+    def test_each_probe_expects_the_version_of_the_service_it_reports_on(self):
+        expected = expected_versions((VERSIONED, STATUS_ONLY, NESTED), self.VERSIONS)
+
+        assert [(p.service, p.path, v) for p, v in expected] == [
+            ("backend", "/api/health", "v1"),
+            ("frontend", "/", "v2"),
+            ("frontend", "/api/info", "v1"),  # `backend.version`: the backend's
+        ]
+
+    def test_version_of_names_the_service_outright(self):
+        probe = ProbeSpec(
+            service="frontend", path="/x", version_field="api.v", version_of="backend"
+        )
+        dotted_but_no_service = ProbeSpec(service="frontend", path="/y", version_field="build.v")
+
+        assert probe.expects(list(self.VERSIONS)) == "backend"
+        assert dotted_but_no_service.expects(list(self.VERSIONS)) == "frontend"

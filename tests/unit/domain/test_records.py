@@ -3,14 +3,19 @@ from datetime import UTC, datetime
 import pytest
 
 from domain.records import (
+    Built,
     ReleaseRecord,
     image_refs,
+    kept_but_moved,
+    kept_image,
+    kept_images,
+    known_sources,
     not_serving_previous,
     rollback_targets,
     start_record,
     why_nothing_to_do,
 )
-from domain.results import Backup, PushedImage, Revision
+from domain.results import Backup, BuildSpec, PushedImage, Revision
 
 EARLIER = datetime(2024, 5, 1, 9, 0, 0, tzinfo=UTC)
 NOW = datetime(2024, 5, 1, 10, 20, 30, tzinfo=UTC)
@@ -202,3 +207,111 @@ def test_not_serving_previous_names_each_service_on_another_image():
         "frontend serves nothing, not v1"
     ]
     assert not_serving_previous(previous, {**live, "frontend": revision("frontend", "v1")}) == []
+
+
+def build(name, context="ctx", **args):
+    return BuildSpec(
+        service=name,
+        context_dir=f"/src/{name}",
+        dockerfile="Dockerfile",
+        repository=f"flowmasters/{name}",
+        version="1.3.0",
+        build_args={"APP_VERSION": "ignored", **args},
+        context_digest=f"sha256:{context}",
+        target="migrator" if name.endswith("-migrator") else None,
+    )
+
+
+OWNERS = {"backend-migrator": "backend", "backend": "backend", "frontend": "frontend"}
+BUILDS = [build("backend-migrator"), build("backend"), build("frontend", context="new")]
+SERVED = {
+    "backend": "127.0.0.1:5000/flowmasters/backend:1.2.0@sha256:aaa",
+    "backend-migrator": "127.0.0.1:5000/flowmasters/backend-migrator:1.2.0@sha256:ccc",
+    "frontend": "127.0.0.1:5000/flowmasters/frontend:1.2.0@sha256:bbb",
+}
+LIVE = {"backend": revision("backend", "1.2.0"), "frontend": revision("frontend", "1.2.0")}
+
+
+def knowing(**keys: str) -> ReleaseRecord:
+    """A record that knows `image:1.2.0` (each image in SERVED) was built from `keys[image]`."""
+    sources = {
+        f"{image.replace('_', '-')}:1.2.0": Built(key=key, image=SERVED[image.replace("_", "-")])
+        for image, key in keys.items()
+    }
+    return latest(status="succeeded", images=SERVED).model_copy(update={"sources": sources})
+
+
+BACKEND_SAME = {"backend": BUILDS[1].source_key, "backend_migrator": BUILDS[0].source_key}
+
+
+class TestKeptImages:
+    def test_a_service_serving_an_image_of_the_same_source_keeps_it_and_its_migrator(self):
+        record = knowing(**BACKEND_SAME, frontend=build("frontend", context="old").source_key)
+
+        kept = kept_images(BUILDS, OWNERS, LIVE, record)
+
+        assert [(k.service, k.reference, k.digest, k.kept) for k in kept] == [
+            (
+                "backend-migrator",
+                "127.0.0.1:5000/flowmasters/backend-migrator:1.2.0",
+                "sha256:ccc",
+                True,
+            ),
+            ("backend", "127.0.0.1:5000/flowmasters/backend:1.2.0", "sha256:aaa", True),
+        ]
+
+    def test_a_changed_migrator_source_rebuilds_the_whole_service(self):
+        record = knowing(backend=BUILDS[1].source_key, backend_migrator="sha256:other")
+
+        assert kept_images(BUILDS, OWNERS, LIVE, record) == []
+
+    def test_a_version_whose_source_is_not_known_is_built(self):
+        """E.g. what ran before the first release that recorded sources."""
+        record = knowing(**BACKEND_SAME)
+        older = {**LIVE, "backend": revision("backend", "1.1.0")}
+
+        assert kept_images(BUILDS[:2], OWNERS, older, record) == []
+
+    def test_nothing_is_kept_without_a_record_or_a_live_revision(self):
+        record = knowing(**BACKEND_SAME)
+
+        assert kept_images(BUILDS[:2], OWNERS, LIVE, None) == []
+        assert kept_images(BUILDS[:2], OWNERS, {"backend": None}, record) == []
+
+    def test_a_version_name_reused_for_another_image_is_not_trusted(self):
+        record = knowing(**BACKEND_SAME)
+        other = {**LIVE, "backend": LIVE["backend"].model_copy(update={"image": "elsewhere:1.2.0"})}
+
+        assert kept_images(BUILDS[:2], OWNERS, other, record) == []
+
+    def test_the_version_alone_does_not_make_a_source_differ(self):
+        a, b = build("backend"), build("backend").model_copy(update={"version": "9.9.9"})
+        b = b.model_copy(update={"build_args": {"APP_VERSION": "9.9.9"}})
+
+        assert a.source_key == b.source_key
+        assert a.source_key != build("backend", NEXT_PUBLIC_URL="x").source_key
+        assert a.source_key != build("backend", context="other").source_key
+
+
+def test_a_record_keeps_what_it_knew_of_the_images_serving_now_and_adds_its_own():
+    """So a release that fails and switches back still tells the next what v1.2.0 was made of."""
+    record = knowing(**BACKEND_SAME, frontend="sha256:f")
+    record.sources["backend:1.0.0"] = Built(key="sha256:gone", image="x/backend:1.0.0@sha256:0")
+    released = {"frontend:1.3.0": Built(key="sha256:new", image="x/frontend:1.3.0@sha256:1")}
+
+    known = known_sources(record, OWNERS, LIVE, released)
+
+    assert sorted(known) == [
+        "backend-migrator:1.2.0",
+        "backend:1.2.0",
+        "frontend:1.2.0",
+        "frontend:1.3.0",
+    ]
+
+
+def test_a_kept_service_that_switched_since_the_plan_is_named():
+    kept = [kept_image("backend", SERVED["backend"])]
+    now = {**LIVE, "backend": revision("backend", "1.4.0")}
+
+    assert kept_but_moved(kept, OWNERS, LIVE, LIVE) == []
+    assert kept_but_moved(kept, OWNERS, LIVE, now) == ["backend serves 1.4.0, not 1.2.0"]

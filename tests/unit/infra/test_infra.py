@@ -344,10 +344,16 @@ def test_pass_role_only_for_the_two_ecs_task_roles_and_only_to_ecs_tasks():
     pass_role = [s for s in statements() if "iam:PassRole" in as_list(s["Action"])]
 
     assert pass_role, "no iam:PassRole statement"
-    roles = {
+    every_role = {
         name_for(r["Properties"]["RoleName"]) for r in resources_of_type("AWS::IAM::Role").values()
     }
+    # ECS's infrastructure role (blue/green: ECS moves the listener weights) is given to the
+    # services by CloudFormation, never passed by the pipeline, which must not be able to.
+    infrastructure = f"flowmasters-{ENV}-ecs-infrastructure"
+    roles = every_role - {infrastructure}
     assert roles == {f"flowmasters-{ENV}-ecs-task-execution", f"flowmasters-{ENV}-ecs-task"}
+    assert infrastructure in every_role
+    assert not allows("iam:PassRole", f"arn:aws:iam::{ACCOUNT}:role/{infrastructure}")
     for statement in pass_role:
         assert as_list(statement["Action"]) == ["iam:PassRole"], statement["Sid"]
         assert statement["Condition"] == {

@@ -9,6 +9,7 @@ import pytest
 from targets.aws.decisions import (
     AwsNames,
     Outcome,
+    blue_green_outcome,
     change_set_is_empty,
     change_set_summary,
     deployment_outcome,
@@ -22,10 +23,12 @@ from targets.aws.decisions import (
     required_parameters,
     resolve_names,
     rollout_to_stop,
+    serving_target_groups,
     snapshot_identifier,
     stack_parameters,
     task_exit,
     template_parameters,
+    uses_blue_green,
     with_image,
 )
 
@@ -445,3 +448,101 @@ def test_otherwise_the_rollback_updates_the_service(deployments):
 )
 def test_the_stack_gets_the_task_count_the_services_share(counts, parameter):
     assert live_desired_count(counts) == parameter
+
+
+def blue_green(*deployments):
+    return {
+        **service(*deployments),
+        "deploymentConfiguration": {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 15},
+        "currentServiceDeployment": "arn:aws:ecs:eu-west-1:123456789012:service-deployment/x/y/z",
+    }
+
+
+def service_deployment(status, stage=None, reason=None):
+    found = {"serviceDeploymentArn": "arn:sd", "status": status}
+    if stage:
+        found["lifecycleStage"] = stage
+    if reason:
+        found["statusReason"] = reason
+    return found
+
+
+class TestBlueGreenOutcome:
+    """ECS's own blue/green deployments: a release's deploy is done once production traffic is
+    on the new revision, while the previous one still runs through ECS's bake time."""
+
+    GREEN = deployment("PRIMARY", NEW, "IN_PROGRESS", running=2)
+    BLUE = deployment("ACTIVE", OLD, "COMPLETED", running=2)
+
+    @pytest.mark.parametrize("stage", ["BAKE_TIME", "CLEAN_UP"])
+    def test_traffic_on_the_new_revision_with_the_old_still_running_is_done(self, stage):
+        outcome = blue_green_outcome(
+            blue_green(self.GREEN, self.BLUE), service_deployment("IN_PROGRESS", stage), NEW
+        )
+
+        assert outcome == Outcome(
+            "succeeded",
+            f"production traffic shifted ({stage}); the previous revision keeps running until "
+            "ECS's bake time (15 min) ends",
+        )
+
+    @pytest.mark.parametrize(
+        "stage", ["RECONCILE_SERVICE", "SCALE_UP", "TEST_TRAFFIC_SHIFT", "PRODUCTION_TRAFFIC_SHIFT"]
+    )
+    def test_before_production_traffic_moves_it_is_in_progress(self, stage):
+        outcome = blue_green_outcome(
+            blue_green(self.GREEN, self.BLUE), service_deployment("IN_PROGRESS", stage), NEW
+        )
+
+        assert outcome == Outcome("in_progress", f"blue/green IN_PROGRESS at {stage}")
+
+    @pytest.mark.parametrize("status", ["ROLLBACK_IN_PROGRESS", "ROLLBACK_SUCCESSFUL"])
+    def test_an_ecs_rollback_is_a_failure(self, status):
+        outcome = blue_green_outcome(
+            blue_green(self.BLUE),
+            service_deployment(status, reason="tasks failed their health checks"),
+            NEW,
+        )
+
+        assert outcome == Outcome(
+            "failed", f"ECS rolled the deployment back ({status}): tasks failed their health checks"
+        )
+
+    def test_a_completed_deployment_succeeds(self):
+        done = deployment("PRIMARY", NEW, "COMPLETED")
+        outcome = blue_green_outcome(blue_green(done), service_deployment("SUCCESSFUL"), NEW)
+
+        assert outcome == Outcome("succeeded", "blue/green deployment completed")
+
+    def test_a_primary_on_another_revision_fails(self):
+        other = deployment("PRIMARY", OLD, "COMPLETED")
+        outcome = blue_green_outcome(
+            blue_green(other), service_deployment("IN_PROGRESS", "SCALE_UP"), NEW
+        )
+
+        assert outcome.state == "failed" and f"runs {OLD}, not {NEW}" in outcome.reason
+
+    def test_only_a_blue_green_strategy_counts_as_one(self):
+        assert uses_blue_green(blue_green(self.BLUE))
+        assert not uses_blue_green(service(self.BLUE))
+
+
+def test_a_listener_rule_serves_the_target_groups_weighted_above_zero():
+    weighted = {
+        "Actions": [
+            {
+                "Type": "forward",
+                "ForwardConfig": {
+                    "TargetGroups": [
+                        {"TargetGroupArn": "arn:tg/blue", "Weight": 0},
+                        {"TargetGroupArn": "arn:tg/green", "Weight": 100},
+                    ]
+                },
+            }
+        ]
+    }
+    plain = {"Actions": [{"Type": "forward", "TargetGroupArn": "arn:tg/blue"}]}
+
+    assert serving_target_groups(weighted) == ["arn:tg/green"]
+    assert serving_target_groups(plain) == ["arn:tg/blue"]
+    assert serving_target_groups({"Actions": [{"Type": "fixed-response"}]}) == []
