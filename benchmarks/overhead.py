@@ -6,14 +6,14 @@
 Two scratch environments of the stand-ins (own databases, ports, repositories; removed after):
 `flow` is released by the release flow as the main command does it (`python -m flows.cli`, a
 whole process: it starts a run of the environment's deployment, which the stack's worker hands
-to the warm launcher, and prints its logs until it ends), `plain` by benchmarks/plain_release.sh (docker CLI, pg_dump, socat to HAProxy's socket,
-curl; no caching, no records). Both are first set up by one flow release (HAProxy backends, a
+to the warm launcher, and prints its logs until it ends), `plain` by benchmarks/plain_release.sh
+(docker CLI, pg_dump, socat to HAProxy's socket, curl; no caching, no records). Both are first set up by one flow release (HAProxy backends, a
 live version, the schema). Then, on the same machine and the same app:
 - `--pairs` pairs of releases of a new version (a new file in both build contexts, so both images
   are rebuilt from the COPY on), the flow's and the script's alternating; both wait out the same
   5 s checks window;
-- the flow's last version again, nothing changed;
-- a version where only the frontend's source changed.
+- the flow's last version again, nothing changed (`--pairs` times);
+- a version where only the frontend's source changed (`--pairs` times, each a new version).
 Printed as a table of medians and ratios; written to benchmarks/results/overhead-<time>.json.
 Wall time is the process's; CPU is the process and its children (not the Docker engine's, and
 not the worker's: the flow's CPU is in the launcher's child). Each flow release's start is read
@@ -154,9 +154,11 @@ def main() -> None:
                 mark(plain, ("backend", "frontend"))
                 flows.append(flow_release(flow, f"r{i}", starts))
                 plains.append(plain_release(plain, f"r{i}", workdir))
-            unchanged = flow_release(flow, f"r{args.pairs}", starts)
-            mark(flow, ("frontend",))
-            one_changed = flow_release(flow, "frontend-only", starts)
+            unchanged = [flow_release(flow, f"r{args.pairs}", starts) for _ in range(args.pairs)]
+            one_changed = []
+            for i in range(1, args.pairs + 1):
+                mark(flow, ("frontend",))
+                one_changed.append(flow_release(flow, f"frontend-only-{i}", starts))
         finally:
             remove_environment(flow.name, flow.database)
             remove_environment(plain.name, plain.database)
@@ -170,8 +172,8 @@ def main() -> None:
 def report(
     flows: list[tuple[float, float]],
     plains: list[tuple[float, float]],
-    unchanged: tuple[float, float],
-    one_changed: tuple[float, float],
+    unchanged: list[tuple[float, float]],
+    one_changed: list[tuple[float, float]],
     starts: list[dict[str, Any]],
 ) -> dict[str, Any]:
     flow_wall, plain_wall = median(flows, 0), median(plains, 0)
@@ -180,8 +182,8 @@ def report(
         ("plain script, median wall s", plain_wall, None),
         ("release / plain script, wall", flow_wall / plain_wall, 1.5),
         ("release / plain script, CPU", median(flows, 1) / max(median(plains, 1), 1e-6), None),
-        ("no change re-release / release", unchanged[0] / flow_wall, 0.2),
-        ("one service changed / all changed", one_changed[0] / flow_wall, 0.7),
+        ("no change re-release / release", median(unchanged, 0) / flow_wall, 0.2),
+        ("one service changed / all changed", median(one_changed, 0) / flow_wall, 0.7),
         (
             "run start: Pending -> Running, max s",
             max(s["pending_to_running"] for s in starts),

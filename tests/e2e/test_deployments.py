@@ -192,6 +192,29 @@ def test_cli_run_with_an_all_digits_version_as_the_ci_example_does():
     assert served_version(SANDBOX_FRONTEND) == version
 
 
+def test_the_main_command_releases_through_the_deployment_and_prints_its_logs():
+    """`python -m flows.cli` (what scripts/release.sh runs) starts a run of release/sandbox,
+    which the worker hands to the warm launcher, and follows it until it ends."""
+    version = str(time.time_ns())  # all digits: must stay a string on its way to the flow
+    python = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "python"
+
+    done = subprocess.run(
+        [str(python), "-m", "flows.cli", "--environment", "sandbox", "--version", version,
+         "--source", code(version)],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+
+    out = done.stdout
+    assert done.returncode == 0, out[-2000:] + done.stderr[-2000:]
+    assert "of release/sandbox: http://" in out.splitlines()[0]
+    assert "Task run 'smoke-check-" in out and "smoke checks passed" in out
+    assert "\nrelease Completed\n" in out and f"frontend: {SANDBOX_FRONTEND}" in out
+    run_id = out.split("/runs/flow-run/")[1].split()[0]
+    run = read(run_id)
+    assert run.deployment_id is not None and run.parameters["version"] == version
+    assert served_version(SANDBOX_FRONTEND) == version
+
+
 def test_staging_releases_nightly_from_the_main_branch():
     with get_client(sync_client=True) as client:
         deployment = client.read_deployment_by_name("release/staging")
