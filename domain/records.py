@@ -55,6 +55,11 @@ class ReleaseRecord(BaseModel):
         description="The release failed and undid its own switch: every service serves what it "
         "served before (read back after the undo).",
     )
+    lock_lease: str | None = Field(
+        default=None,
+        description="The id of the environment lock's lease the release run holds: a rollback "
+        "frees it at once when the run has ended (its process cannot).",
+    )
 
 
 def image_refs(pushed: list[PushedImage]) -> dict[str, str]:
@@ -235,13 +240,25 @@ def rollback_targets(
 
 
 def why_nothing_to_do(
-    record: ReleaseRecord | None, release_id: str | None, to_version: str | None = None
+    record: ReleaseRecord | None,
+    release_id: str | None,
+    to_version: str | None = None,
+    crashed_run: str | None = None,
 ) -> str | None:
     """Why a rollback has nothing to undo; None when it should go ahead. With `to_version` the
-    person named where to go, so only an already rolled-back record stops it."""
+    person named where to go, so only an already rolled-back record stops it. `crashed_run`: the
+    release run whose crash started this rollback (`prefect.flow-run.<id>` or the id); the
+    latest record must be that run's, else the run crashed before it recorded anything, and the
+    record is an earlier release's, which must not be undone."""
     if not to_version:
         if record is None:
             return "no release was recorded for this environment"
+        crashed = (crashed_run or "").removeprefix("prefect.flow-run.")
+        if crashed and record.flow_run_id != crashed:
+            return (
+                f"the crashed release run {crashed} had recorded nothing (the latest record, "
+                f"{record.release_id}, is another run's): it changed nothing"
+            )
         if release_id and record.release_id != release_id:
             return (
                 f"release {release_id} is no longer the latest ({record.release_id} is): "

@@ -5,20 +5,51 @@ call) and between a release and a rollback of the same environment. It is a Pref
 concurrency limit named `flowmasters-env-<environment>` (limit 1, created by
 `deployments/register.py`), taken with a lease that Prefect renews while the run lives and lets
 expire when the process dies, so a crashed run does not wedge the environment.
+
+A lease that outlives its holder would still hold the lock for up to LEASE_SECONDS: after a
+release's process is killed mid-switch, users would get a new backend behind an old frontend that
+long before the rollback could start. So a release records its lease's id, and a rollback frees
+it at once when the release's run has ended (Crashed: its process is gone) at least
+ENDED_GRACE_SECONDS ago. The lock is taken through Prefect's own acquire/renew/release
+(`prefect.concurrency._sync`, what `concurrency()` is made of), because `concurrency()` does not
+give the lease's id.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from uuid import UUID
 
+from prefect import get_run_logger
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import ConcurrencyLeaseHolder
 from prefect.concurrency._asyncio import ConcurrencySlotAcquisitionError
-from prefect.concurrency.sync import concurrency
+from prefect.concurrency._events import (
+    emit_concurrency_acquisition_events,
+    emit_concurrency_release_events,
+)
+from prefect.concurrency._leases import maintain_concurrency_lease
+from prefect.concurrency._sync import (
+    acquire_concurrency_slots_with_lease,
+    release_concurrency_slots_with_lease,
+)
+from prefect.exceptions import ObjectNotFound
+from prefect.runtime import flow_run
 
 from domain.errors import ReleaseError
+from domain.records import ReleaseRecord
 
 # Prefect renews the lease while the run lives; after a crash the lock is free again within this.
 LEASE_SECONDS = 60
+# A run that ended this long ago holds nothing any more: the worker reports Crashed once the
+# run's process has exited (the warm launcher kills the run's child as its command dies).
+ENDED_GRACE_SECONDS = 3
+ENDED = {"CRASHED", "FAILED", "CANCELLED", "COMPLETED"}
+DIED = {"CRASHED", "CANCELLED"}  # may have ended without releasing what they held
 
 
 def lock_name(environment: str) -> str:
@@ -26,28 +57,104 @@ def lock_name(environment: str) -> str:
 
 
 @contextmanager
-def environment_lock(environment: str, wait_seconds: float, what: str) -> Iterator[None]:
-    """Hold the environment's lock; waits up to `wait_seconds`, then refuses with a message."""
-    with ExitStack() as stack:
+def environment_lock(environment: str, wait_seconds: float, what: str) -> Iterator[str]:
+    """Hold the environment's lock; waits up to `wait_seconds`, then refuses with a message.
+    Yields the lease's id (a release records it: see the module's docstring)."""
+    holder = ConcurrencyLeaseHolder(type="flow_run", id=flow_run.id) if flow_run.id else None
+    try:
+        acquired = acquire_concurrency_slots_with_lease(
+            [lock_name(environment)],
+            1,
+            timeout_seconds=wait_seconds,
+            lease_duration=LEASE_SECONDS,
+            strict=True,
+            holder=holder,
+        )
+    except ConcurrencySlotAcquisitionError as exc:
+        raise ReleaseError(
+            f"the lock of environment '{environment}' ({lock_name(environment)}) does not "
+            f"exist; create it with `python -m deployments.register {environment}`"
+        ) from exc
+    except TimeoutError as exc:
+        raise ReleaseError(
+            f"another release or rollback of '{environment}' is running, so this {what} was "
+            f"refused after waiting {wait_seconds:.0f}s; nothing was changed. Let it finish "
+            "(see the Prefect UI), then run again"
+        ) from exc
+    emitted = emit_concurrency_acquisition_events(acquired.limits, 1)
+    try:
+        with maintain_concurrency_lease(
+            acquired.lease_id, LEASE_SECONDS, raise_on_lease_renewal_failure=True
+        ):
+            yield str(acquired.lease_id)
+    finally:
+        release_concurrency_slots_with_lease(acquired.lease_id)
+        emit_concurrency_release_events(acquired.limits, 1, emitted)
+
+
+def holder_is_gone(state_type: str | None, ended_seconds_ago: float | None) -> bool:
+    """Whether a release run can hold nothing any more: it ended, long enough ago."""
+    return (
+        state_type in ENDED
+        and ended_seconds_ago is not None
+        and ended_seconds_ago >= ENDED_GRACE_SECONDS
+    )
+
+
+def wait_before_freeing(state_type: str | None, ended_seconds_ago: float | None) -> float | None:
+    """Seconds to wait before freeing a release run's lease, or None: leave it. Only a run that
+    died (Crashed, or Cancelled by a kill) can have ended without releasing it; it is freed once
+    ENDED_GRACE_SECONDS have passed since, so its process is surely gone."""
+    if state_type not in DIED or ended_seconds_ago is None:
+        return None
+    return max(0.0, ENDED_GRACE_SECONDS - ended_seconds_ago)
+
+
+def run_state(flow_run_id: str) -> tuple[str, str, str, float] | None:
+    """(run name, state type, state name, seconds since that state) of a flow run, if any."""
+    with get_client(sync_client=True) as client:
         try:
-            stack.enter_context(
-                concurrency(
-                    lock_name(environment),
-                    occupy=1,
-                    timeout_seconds=wait_seconds,
-                    lease_duration=LEASE_SECONDS,
-                    strict=True,
-                )
-            )
-        except ConcurrencySlotAcquisitionError as exc:
-            raise ReleaseError(
-                f"the lock of environment '{environment}' ({lock_name(environment)}) does not "
-                f"exist; create it with `python -m deployments.register {environment}`"
-            ) from exc
-        except TimeoutError as exc:
-            raise ReleaseError(
-                f"another release or rollback of '{environment}' is running, so this {what} was "
-                f"refused after waiting {wait_seconds:.0f}s; nothing was changed. Let it finish "
-                "(see the Prefect UI), then run again"
-            ) from exc
-        yield
+            run = client.read_flow_run(UUID(flow_run_id))
+        except ObjectNotFound:
+            return None
+    if run.state is None:
+        return None
+    ago = (datetime.now(UTC) - run.state.timestamp).total_seconds()
+    return run.name, run.state.type.value, run.state.name, ago
+
+
+def ended_run(record: ReleaseRecord | None) -> tuple[str, str, float] | None:
+    """(name, state name, seconds since) of `record`'s release run when it has ended long enough
+    ago to hold nothing (`holder_is_gone`), else None."""
+    found = run_state(record.flow_run_id) if record is not None and record.flow_run_id else None
+    if found is None or not holder_is_gone(found[1], found[3]):
+        return None
+    name, _, state, ago = found
+    return name, state, ago
+
+
+def free_lock_of_ended_release(
+    record: ReleaseRecord | None, sleep: Callable[[float], None] = time.sleep
+) -> str | None:
+    """Release the environment lock's lease of `record`'s run when that run died while it held
+    it (its record still says `started`); what was done, or None."""
+    if record is None or not record.lock_lease or not record.flow_run_id:
+        return None
+    if record.status != "started":
+        return None  # the run recorded its end: its process released its lease itself
+    found = run_state(record.flow_run_id)
+    wait = wait_before_freeing(found[1], found[3]) if found else None
+    if found is None or wait is None:
+        return None
+    name, _, state, ago = found
+    if wait:
+        get_run_logger().info(f"release run {name} ended {state}; freeing its lock in {wait:.1f}s")
+        sleep(wait)
+    with get_client(sync_client=True) as client, contextlib.suppress(Exception):
+        client.release_concurrency_slots_with_lease(UUID(record.lock_lease))  # gone already: fine
+    done = (
+        f"release run {name} ended {state} {ago + wait:.0f}s ago; freed the environment lock "
+        f"its process held (lease {record.lock_lease}) instead of waiting for the lease to expire"
+    )
+    get_run_logger().info(done)
+    return done

@@ -9,7 +9,8 @@ and asks it for the target's runtime, so the flow never learns which target it r
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -154,6 +155,7 @@ class ReleaseRun:
     live: dict[str, Revision | None] = field(default_factory=dict)
     kept: list[PushedImage] = field(default_factory=list)
     schema_now: Any = None  # the schema version read under the lock, before any change
+    lease: str | None = None  # the environment lock's lease, while this run holds it
     report: Report = field(init=False)
 
     def __post_init__(self) -> None:
@@ -162,9 +164,16 @@ class ReleaseRun:
     def title(self) -> str:
         return f"Release {self.version} to {self.env.name}"
 
-    def lock(self) -> AbstractContextManager[None]:
-        """The environment's lock: a second release is refused quickly, with a message."""
-        return environment_lock(self.env.name, wait_seconds=LOCK_WAIT_SECONDS, what="release")
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """The environment's lock: a second release is refused quickly, with a message. Its
+        lease goes into the record (`lock_lease`), for a rollback after a crash."""
+        with environment_lock(self.env.name, LOCK_WAIT_SECONDS, what="release") as lease:
+            self.lease = lease
+            try:
+                yield
+            finally:
+                self.lease = None
 
     def start(self, **payload: Any) -> None:
         """`release.started` once, just before the first change (provisioning, else images)."""
@@ -342,7 +351,7 @@ def record_release(run: ReleaseRun, pushed: list[PushedImage], builds: list[Buil
                 now=datetime.now(UTC),
                 flow_run_id=str(flow_run.id) if flow_run.id else None,
                 sources=known_sources(latest, env.spec.owners(), live, built_from(pushed, builds)),
-            )
+            ).model_copy(update={"lock_lease": run.lease})
         )
         row.result = f"{run.record.release_id}; before: " + facts_of(run.record)["before"]
 

@@ -21,7 +21,7 @@ from domain.records import ReleaseRecord, rollback_targets, why_nothing_to_do
 from domain.versions import normalize_version
 from flows import events
 from flows.forms import RestoreApproval
-from flows.lock import environment_lock
+from flows.lock import ended_run, environment_lock, free_lock_of_ended_release
 from flows.report import Report
 from flows.steps import Rollout, approve, deploy_in_order, log_failure, publish_failure
 from tasks.database import restore_database, run_migrations
@@ -37,6 +37,7 @@ def rollback(
     migrate_down: bool = False,
     restore_backup: bool = False,
     reason: str = "",
+    crashed_run: str | None = None,
     lock_wait_seconds: float = 900,
     approval_timeout_seconds: int = 3600,
 ) -> Any:
@@ -51,6 +52,8 @@ def rollback(
         restore_backup: restore the pre-release backup (after approval in the UI; data written
             since the backup is lost).
         reason: why (shown in the report), e.g. the failed check.
+        crashed_run: the release run whose crash started this rollback (set by the automation);
+            if the latest record is not that run's, it had changed nothing, and nothing is done.
         lock_wait_seconds: how long to wait for a running release or rollback to end.
         approval_timeout_seconds: how long to wait for the restore approval.
     """
@@ -60,9 +63,11 @@ def rollback(
     report = Report("rollback", environment, f"Rollback of {environment}", facts)
     events.emit(events.ROLLBACK_STARTED, environment, target_version or "previous", reason=reason)
     try:
+        free_lock_of_ended_release(read_release_record(environment))
         with environment_lock(environment, wait_seconds=lock_wait_seconds, what="rollback"):
             record = read_release_record(environment)
-            if skip := why_nothing_to_do(record, release_id, target_version):
+            close_record_of_ended_run(record)
+            if skip := why_nothing_to_do(record, release_id, target_version, crashed_run):
                 return nothing_to_do(report, skip)
             record = recorded(record, report)
             changed = roll_back_services(env, record, target_version, report)
@@ -75,6 +80,28 @@ def rollback(
     except BaseException as exc:
         failed(report, exc, target_version)
         raise
+
+
+def close_record_of_ended_run(record: ReleaseRecord | None) -> None:
+    """A release whose process died wrote no outcome: its record still says `started`. The
+    record is then closed as failed, naming how the run ended, so the record and the next
+    rollback or release say what happened."""
+    if record is None or record.status != "started":
+        return
+    ended = ended_run(record)
+    if ended is None:
+        return
+    name, state, _ = ended
+    stage = "after" if record.changed_environment else "before"
+    write_release_record(
+        record.model_copy(
+            update={
+                "status": "failed",
+                "error": f"release run {name} ended {state} {stage} it started changing the "
+                "environment; it could not record its outcome",
+            }
+        )
+    )
 
 
 def nothing_to_do(report: Report, skip: str) -> State:

@@ -1,4 +1,7 @@
-"""Read-only questions to the OCI registry (distribution API v2) that docker-py cannot answer."""
+"""Read-only questions to the OCI registry (distribution API v2) that docker-py cannot answer.
+
+Each request is retried where it fails (targets/request_retries.py): a 5xx or a refused connection is
+retried after a short wait, so one flaky answer is not a failed verify or push check."""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import httpx
 
 from domain.errors import TransientError
 from targets.images import MANIFEST_TYPES, TaggedImage
+from targets.request_retries import status_failure, with_retries
 
 
 class RegistryClient:
@@ -17,7 +21,12 @@ class RegistryClient:
 
     def _get(self, path: str, **kwargs) -> httpx.Response:
         try:
-            return httpx.get(self.base + path, auth=self.auth, timeout=self.timeout, **kwargs)
+            return with_retries(
+                lambda: httpx.get(self.base + path, auth=self.auth, timeout=self.timeout, **kwargs),
+                f"registry {self.registry}: GET {path}",
+                failed=lambda response: status_failure(response.status_code),
+                transient=(httpx.TransportError,),
+            )
         except httpx.TransportError as exc:
             raise TransientError(
                 f"registry {self.registry} is unreachable ({exc.__class__.__name__}: {exc}); "

@@ -34,6 +34,7 @@ from domain.results import (
 from domain.services import ServiceSpec
 from targets import images, migrations, secrets, verify
 from targets.docker_host import containers, database, proxy
+from targets.docker_host import push as pushing
 from targets.docker_host.blocks import DockerHostTarget
 from targets.docker_host.registry import RegistryClient
 from targets.runlog import run_logger
@@ -197,14 +198,24 @@ class DockerHostRuntime(migrations.OneOffMigrations):
             return images.build(client, build, f"{self._repository(build.service)}:{build.version}")
 
     def push_image(self, image: BuiltImage) -> PushedImage:
+        """Over the distribution API, each request retried where it fails (push.py); the
+        engine keeps the image under the registry's name, which deploys run."""
         repository = self.env.repository_of(image.service)
+        login = self._auth()
 
         def push() -> None:
             with self._engine() as client:
-                images.push_through(
-                    client, image.image_id, self._repository(image.service), image.version,
-                    self._auth(),
+                sent = pushing.push(
+                    client, image.image_id, self.block.registry, repository, image.version,
+                    (login["username"], login["password"]) if login else None,
                 )  # fmt: skip
+                client.images.get(image.image_id).tag(
+                    self._repository(image.service), image.version
+                )
+            _logger().info(
+                f"{image.service} {image.version}: pushed {len(sent)} blob(s); the registry had "
+                "the others"
+            )
 
         return images.push_once(
             image,

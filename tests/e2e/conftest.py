@@ -33,6 +33,8 @@ from prefect.client.schemas.filters import (
     FlowRunFilterStartTime,
     FlowRunFilterState,
     FlowRunFilterStateType,
+    LogFilter,
+    LogFilterFlowRunId,
 )
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.deployments import run_deployment
@@ -91,6 +93,15 @@ def versions_code() -> Iterator[None]:
 def read(flow_run_id: Any) -> FlowRun:
     with get_client(sync_client=True) as client:
         return client.read_flow_run(flow_run_id)
+
+
+def log_messages(flow_run_id: Any) -> list[str]:
+    """Every log line of a flow run (its tasks' too), as the Prefect UI shows them."""
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])), limit=200
+        )
+    return [log.message for log in logs]
 
 
 def wait_until(what: str, probe, timeout: float = 600, every: float = 1.0) -> Any:

@@ -14,6 +14,7 @@ from prefect.client.schemas.objects import StateType
 from tests.e2e.conftest import (
     SANDBOX_FRONTEND,
     code,
+    log_messages,
     new_version,
     read,
     rolled_back_to,
@@ -56,3 +57,9 @@ def test_a_release_killed_in_its_bake_window_is_rolled_back_by_itself():
     rollbacks = rolled_back_to(good, since)
     assert all(r.state.is_completed() for r in rollbacks), [r.state for r in rollbacks]
     assert any("crashed" in str(r.parameters.get("reason")) for r in rollbacks)
+    # The killed process could not release the environment's lock; the rollback freed its lease
+    # at once instead of waiting up to a minute for it to expire, users on mixed versions.
+    freed = [
+        r for r in rollbacks if any("freed the environment lock" in m for m in log_messages(r.id))
+    ]
+    assert freed, "the rollback waited for the crashed release's lease to expire"

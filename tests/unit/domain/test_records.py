@@ -189,6 +189,17 @@ class TestRollbackDecisions:
     def test_otherwise_it_goes_ahead(self, record, release_id, to_version):
         assert why_nothing_to_do(record, release_id, to_version) is None
 
+    def test_a_crash_before_the_run_recorded_anything_undoes_no_earlier_release(self):
+        """The automation's rollback of a crashed run: the latest record (run-1's, an earlier
+        release) is not the crashed run's, so that release must stay as it is."""
+        record = latest(status="succeeded")
+
+        assert why_nothing_to_do(record, None, crashed_run="prefect.flow-run.run-9") == (
+            "the crashed release run run-9 had recorded nothing (the latest record, "
+            "staging-1.2.0-20240501090000, is another run's): it changed nothing"
+        )
+        assert why_nothing_to_do(record, None, crashed_run="prefect.flow-run.run-1") is None
+
 
 def test_not_serving_previous_names_each_service_on_another_image():
     previous = {
