@@ -265,6 +265,8 @@ def why_nothing_to_do(
                 "not rolling back over a newer release"
             )
         if not record.changed_environment:
+            if record.status == "succeeded":
+                return f"release {record.release_id} changed nothing: it found every service on its version"
             return f"release {record.release_id} failed before it changed anything"
     if record is not None and record.status == "rolled_back":
         return f"release {record.release_id} was already rolled back"

@@ -18,6 +18,7 @@ from prefect.states import Completed, State
 from blocks.environment import Environment, load_environment
 from domain.errors import ReleaseError
 from domain.records import ReleaseRecord, rollback_targets, why_nothing_to_do
+from domain.results import Backup
 from domain.versions import normalize_version
 from flows import events
 from flows.forms import RestoreApproval
@@ -67,6 +68,8 @@ def rollback(
         with environment_lock(environment, wait_seconds=lock_wait_seconds, what="rollback"):
             record = read_release_record(environment)
             close_record_of_ended_run(record)
+            if restore_backup and record is not None:
+                require_backup(record, report)
             if skip := why_nothing_to_do(record, release_id, target_version, crashed_run):
                 return nothing_to_do(report, skip)
             record = recorded(record, report)
@@ -155,13 +158,23 @@ def revert_migrations(env: Environment, record: ReleaseRecord, report: Report) -
         row.changed = f"reverted {list(result.reverted)}" if result.reverted else ""
 
 
+def require_backup(record: ReleaseRecord, report: Report) -> Backup:
+    """Checked before the services change: a restore that cannot happen refuses the whole
+    rollback, so nothing is half done."""
+    if record.backup is None:
+        with report.step("restore backup"):
+            raise ReleaseError(
+                f"release {record.release_id} ({record.version}) has no backup to restore: it "
+                "ran no migration and changed no service that uses the database, so none was "
+                "taken. Nothing was changed; roll back without restore_backup"
+            )
+    return record.backup
+
+
 def restore(env: Environment, record: ReleaseRecord, report: Report, timeout: int) -> None:
     """The pre-release backup replaces the database, once a person approves losing every write
     since it; not approved, the database stays as it is."""
-    backup = record.backup
-    if backup is None:
-        with report.step("restore backup"):
-            raise ReleaseError(f"release {record.release_id} has no backup to restore")
+    backup = require_backup(record, report)
     taken = record.started_at.strftime("%Y-%m-%d %H:%M:%S UTC")
     warning = (
         f"Restoring **{backup.backup_id}** ({backup.location}, taken at the start of release "

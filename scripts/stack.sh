@@ -46,9 +46,19 @@ if [[ $FM_AWS_ENDPOINT_URL == "http://127.0.0.1:$FM_AWS_PORT" ]]; then
 else
   export FM_AWS_INFRASTRUCTURE_TIMEOUT=${FM_AWS_INFRASTRUCTURE_TIMEOUT:-3600}
 fi
+stand_in_secret() { # stand_in_secret NAME: a random value made once per machine (a canary:
+  # the suite searches the Prefect server, the logs and the records for it, and finds none)
+  local file=$FM_STACK_DIR/secrets/$1
+  if [[ ! -s $file ]]; then
+    mkdir -p "$FM_STACK_DIR/secrets" && chmod 700 "$FM_STACK_DIR/secrets"
+    (umask 077; python3 -c 'import secrets; print("fm-canary-" + secrets.token_urlsafe(18))' >"$file")
+  fi
+  cat "$file"
+}
 for _env in STAGING PRODUCTION; do
   _id=FM_${_env}_AWS_ACCESS_KEY_ID _secret=FM_${_env}_AWS_SECRET_ACCESS_KEY
-  export "$_id=${!_id:-stand-in-${_env,,}}" "$_secret=${!_secret:-stand-in-secret-${_env,,}}"
+  [[ -n ${!_secret:-} ]] || export "$_secret=$(stand_in_secret "aws-${_env,,}-secret-key")"
+  export "$_id=${!_id:-stand-in-${_env,,}}" "$_secret=${!_secret}"
 done
 export FM_STAGING_URL=${FM_STAGING_URL:-http://127.0.0.1:9080}
 export FM_PRODUCTION_URL=${FM_PRODUCTION_URL:-http://127.0.0.1:10080}

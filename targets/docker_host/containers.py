@@ -52,6 +52,11 @@ def find(
     return client.containers.list(all=True, filters={"label": filters})
 
 
+def find_running(client: docker.DockerClient, environment: str) -> list[Container]:
+    """The environment's running containers, every service and slot."""
+    return client.containers.list(filters={"label": f"{LABEL}.environment={environment}"})
+
+
 def created_key(created: str) -> str:
     """Docker's `Created` with the fraction padded to 9 digits, so strings sort by time.
 

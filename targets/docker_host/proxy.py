@@ -87,6 +87,31 @@ def check_ports(routes: Sequence[ServiceRoute], ephemeral: tuple[int, int]) -> s
     return f"{len(ports)} ports outside the ephemeral range {low}-{high}"
 
 
+def squatted_slots(
+    routes: Sequence[ServiceRoute], in_use: set[int], ours: set[tuple[str, int]]
+) -> list[str]:
+    """Slot ports another process holds: in use, with none of the environment's own running
+    containers on that slot. A new version could not start there."""
+    return [
+        f"port {port} ({route.service}'s slot {slot})"
+        for route in routes
+        for slot, port in enumerate(route.slot_ports)
+        if port in in_use and (route.service, slot) not in ours
+    ]
+
+
+def port_in_use(port: int) -> bool:
+    """Whether something listens on 127.0.0.1:`port` (a bind there fails). With SO_REUSEADDR,
+    as servers bind: connections of a stopped server in TIME_WAIT do not count, a listener does."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
 def render_config(
     environment: str, routes: Sequence[ServiceRoute], live: Mapping[str, int | None]
 ) -> str:

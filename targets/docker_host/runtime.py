@@ -117,6 +117,7 @@ class DockerHostRuntime(migrations.OneOffMigrations):
                 "ports",
                 lambda: proxy.check_ports(list(self.routes.values()), proxy.ephemeral_range()),
             ),
+            ("slot ports", self._check_slots),
         ]
         base = self.env.build_args.get("BASE_IMAGE")
         if base:
@@ -130,6 +131,33 @@ class DockerHostRuntime(migrations.OneOffMigrations):
             except docker.errors.DockerException as exc:
                 raise images.engine_error(self.block.docker_host, exc, START_HINT) from exc
         return f"Docker Engine {version} at {self.block.docker_host.base_url}"
+
+    def _check_slots(self) -> str:
+        """No other process holds a slot port: a new version would fail to start there after
+        the release had begun (a switched service would then be switched back)."""
+        routes = list(self.routes.values())
+        with self._engine() as client:
+            # The containers are listed before and after the ports are read: a release running
+            # meanwhile may stop or start one, and its port must count as ours either way.
+            ours = self._running_slots(client)
+            in_use = {p for r in routes for p in r.slot_ports if proxy.port_in_use(p)}
+            ours |= self._running_slots(client)
+        squatted = proxy.squatted_slots(routes, in_use, ours)
+        if squatted:
+            first = squatted[0].split()[1]
+            raise ReleaseError(
+                f"{', '.join(squatted)} taken by another process, not by this environment's "
+                f"containers: a new version cannot start there. Stop that process (`ss -ltnp "
+                f"'sport = :{first}'` names it) or choose another port_base"
+            )
+        return f"{sum(len(r.slot_ports) for r in routes)} slot ports free or ours"
+
+    def _running_slots(self, client: docker.DockerClient) -> set[tuple[str, int]]:
+        return {
+            (c.labels["flowmasters.service"], int(c.labels["flowmasters.slot"]))
+            for c in containers.find_running(client, self.env.name)
+            if "flowmasters.slot" in c.labels  # a migration's one-off container has none
+        }
 
     def _check_registry(self) -> str:
         self.registry.ping()

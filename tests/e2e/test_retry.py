@@ -60,14 +60,23 @@ def test_retrying_a_failed_release_reuses_the_finished_steps(scratch):
     assert wait_final(
         run_deployment(deployment, parameters={"version": "v1"}, timeout=0).id
     ).state.is_completed()
-    # v2's frontend will start on slot 1: something else holds that port, so it cannot start.
+    since_v2 = datetime.now(UTC)
+    # v2's frontend will start on slot 1. Once the release has passed verify (which refuses a
+    # slot port another process holds) and taken its backup, something else takes that port, so
+    # the frontend cannot start: the release fails after build, push and backup.
     port = env.description["target"]["port_base"] + 3
-    blocker = socket.socket()
-    blocker.bind(("127.0.0.1", port))
-    blocker.listen()
     new_code(env.source, "v2")
+    blocker = socket.socket()
     try:
         run = run_deployment(deployment, parameters={"version": "v2"}, timeout=0)
+        wait_until(
+            "the release's backup",
+            lambda: any(n.startswith("backup-") for n in task_states_since(run.id, since_v2)),
+            timeout=300,
+            every=0.05,
+        )
+        blocker.bind(("127.0.0.1", port))
+        blocker.listen()
         failed = wait_final(run.id)
     finally:
         blocker.close()

@@ -78,18 +78,24 @@ def make_description(
     """`base_on`'s description (sandbox: the stand-ins; local: the real stack) with this
     environment's own database, ports and image repositories."""
     description = load_description(base_on)
-    base = free_port_block(6)
-    description["target"]["port_base"] = base + 2
     description["target"]["database"]["database"] = database
-    backend_url, frontend_url = f"http://127.0.0.1:{base}", f"http://127.0.0.1:{base + 1}"
     for service in description["services"]:
         service["repository"] = f"{name}/{service['name']}"
-        service["public_url"] = backend_url if service["name"] == "backend" else frontend_url
-        if service["name"] == "frontend":
-            service["env"] = {**service.get("env", {}), "BACKEND_URL": backend_url}
+    move_ports(description)
     for key, value in overrides.items():
         description["target"][key] = expand(value)
     return description
+
+
+def move_ports(description: dict[str, Any]) -> None:
+    """Give the description free ports of its own: public URLs and slots."""
+    base = free_port_block(6)
+    description["target"]["port_base"] = base + 2
+    backend_url, frontend_url = f"http://127.0.0.1:{base}", f"http://127.0.0.1:{base + 1}"
+    for service in description["services"]:
+        service["public_url"] = backend_url if service["name"] == "backend" else frontend_url
+        if service["name"] == "frontend":
+            service["env"] = {**service.get("env", {}), "BACKEND_URL": backend_url}
 
 
 def new_code(source: Path, version: str, services: tuple[str, ...] | None = None) -> Path:

@@ -166,13 +166,26 @@ class TestRollbackDecisions:
                 "release staging-1.2.0-20240501090000 failed before it changed anything",
             ),
             (
+                latest("succeeded").model_copy(update={"changed_environment": False}),
+                None,
+                None,
+                "release staging-1.2.0-20240501090000 changed nothing: it found every service "
+                "on its version",
+            ),
+            (
                 latest(status="rolled_back"),
                 None,
                 "1.0.0",
                 "release staging-1.2.0-20240501090000 was already rolled back",
             ),
         ],
-        ids=["nothing-recorded", "newer-release", "changed-nothing", "already-rolled-back"],
+        ids=[
+            "nothing-recorded",
+            "newer-release",
+            "failed-before-any-change",
+            "released-no-change",
+            "already-rolled-back",
+        ],
     )
     def test_why_there_is_nothing_to_do(self, record, release_id, to_version, why):
         assert why_nothing_to_do(record, release_id, to_version) == why

@@ -1,3 +1,5 @@
+import socket
+
 import pytest
 
 from domain.errors import ReleaseError
@@ -9,8 +11,10 @@ from targets.docker_host.proxy import (
     is_serving,
     live_slot,
     parse_stat,
+    port_in_use,
     public_port,
     render_config,
+    squatted_slots,
 )
 
 ROUTES = [
@@ -298,3 +302,39 @@ class TestPorts:
 
         assert ephemeral_range(str(setting)) == (20000, 29999)
         assert ephemeral_range(str(tmp_path / "missing")) == (32768, 60999)
+
+
+def test_a_slot_port_held_by_another_process_is_named_and_ours_are_not():
+    """Port 9101 is in use by one of the environment's containers (the previous revision kept
+    running through a bake), 9110 by something else."""
+    in_use = {9100, 9101, 9110}
+    ours = {("backend", 0), ("backend", 1)}
+
+    assert squatted_slots(ROUTES, in_use, ours) == ["port 9110 (frontend's slot 0)"]
+    assert squatted_slots(ROUTES, set(), set()) == []
+
+
+def test_a_port_someone_listens_on_is_in_use():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        assert port_in_use(port)
+    assert not port_in_use(port)
+
+
+def test_a_stopped_servers_connections_in_time_wait_leave_its_port_free():
+    """The server closes first, so its side of the connection waits in TIME_WAIT: a new
+    version can start there. Servers bind with SO_REUSEADDR (Node, Python's http.server), and
+    a connection in TIME_WAIT keeps its server's flag."""
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        served, _ = listener.accept()
+        served.close()  # the server's side closes first: it is the one in TIME_WAIT
+        client.recv(1)
+        client.close()
+    assert not port_in_use(port)
