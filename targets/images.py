@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import docker
 import docker.errors
+import requests
 from prefect_docker import DockerHost
 
 from domain.errors import ReleaseError, TransientError
@@ -39,13 +40,22 @@ def engine_error(host: DockerHost, exc: Exception, hint: str) -> TransientError:
 
 @contextmanager
 def engine(host: DockerHost, hint: str) -> Iterator[docker.DockerClient]:
-    """A client of the engine that `host` names (`hint`: what to do when it does not answer)."""
+    """A client of the engine that `host` names (`hint`: what to do when it does not answer).
+    An engine's server error (5xx) or a dropped connection while it is used is transient (the
+    engine restarting, a daemon busy): the step's retries take it."""
     try:
         client = host.get_client()
     except docker.errors.DockerException as exc:
         raise engine_error(host, exc, hint) from exc
     with client:
-        yield client
+        try:
+            yield client
+        except docker.errors.APIError as exc:
+            if not exc.is_server_error():
+                raise  # 4xx: the request was wrong (a conflict, a missing image), not the engine
+            raise TransientError(f"Docker engine at {host.base_url}: {exc}") from exc
+        except requests.exceptions.ConnectionError as exc:
+            raise engine_error(host, exc, hint) from exc
 
 
 def build(client: docker.DockerClient, spec: BuildSpec, local_ref: str) -> BuiltImage:

@@ -7,7 +7,10 @@ table, where it can reach the database (`Rows`). What that means is decided here
 - success is exit code 0 **and**, where the table is readable, every migration that was pending
   recorded in it afterwards (Payload's CLI can exit 0 without migrating);
 - a database with a development 'push' record is refused before anything runs;
-- the stand-in's JSON result line is read when the service declares `output: json`.
+- the stand-in's JSON result line is read when the service declares `output: json`;
+- exit code 75 (EX_TEMPFAIL, sysexits.h) means "a temporary failure, nothing was changed" (the
+  database was unreachable): the step is retried with backoff. Any other failure is final,
+  because a migration that failed half way must not run again blindly.
 """
 
 from __future__ import annotations
@@ -19,12 +22,13 @@ from typing import Any, Literal, NamedTuple, Protocol
 
 from domain import migrations as rules
 from domain.environment import EnvironmentSpec
-from domain.errors import ReleaseError
+from domain.errors import ReleaseError, TransientError
 from domain.migrations import Applied, MigrationId, MigrationSpec, MigrationTable
 from domain.results import MigrationResult, SchemaStatus
 from domain.services import ServiceSpec
 
 Direction = Literal["up", "down"]
+EX_TEMPFAIL = 75
 
 
 class CommandRun(NamedTuple):
@@ -81,6 +85,11 @@ def run(
         exited = done.exit_code if done.exit_code is not None else "without running"
         why = f" ({done.why})" if done.why else ""
         tail = "\n".join(done.stderr or done.stdout)[-2000:]
+        if done.exit_code == EX_TEMPFAIL:
+            raise TransientError(
+                f"`{shown}` in {image} exited {EX_TEMPFAIL} (temporary failure: it changed "
+                f"nothing); it is retried. Its output:\n{tail.strip()}"
+            )
         raise ReleaseError(
             f"`{shown}` in {image} exited {exited}{why}; nothing after this step ran and the "
             f"previous version keeps serving. Its output:\n{tail.strip()}"

@@ -1,7 +1,8 @@
 """The app database on the Docker host, reached with the PostgreSQL client tools.
 
 The password travels in the child process's environment (PGPASSWORD), never on a command line or
-in a log line.
+in a log line. Each session names itself (PGAPPNAME `flowmasters-<purpose>`), so an operator
+sees in pg_stat_activity which step of a release holds a connection.
 """
 
 from __future__ import annotations
@@ -15,8 +16,14 @@ from domain.migrations import Applied, MigrationTable, as_id
 from targets.docker_host.blocks import PostgresConnection
 
 
-def _run(conn: PostgresConnection, argv: list[str], timeout: float) -> subprocess.CompletedProcess:
-    env = {**os.environ, **conn.libpq_env()}
+def client_env(conn: PostgresConnection, purpose: str) -> dict[str, str]:
+    return {**os.environ, **conn.libpq_env(), "PGAPPNAME": f"flowmasters-{purpose}"}
+
+
+def _run(
+    conn: PostgresConnection, argv: list[str], timeout: float, purpose: str
+) -> subprocess.CompletedProcess:
+    env = client_env(conn, purpose)
     try:
         return subprocess.run(
             argv, env=env, capture_output=True, text=True, timeout=timeout, check=False
@@ -31,7 +38,7 @@ def _run(conn: PostgresConnection, argv: list[str], timeout: float) -> subproces
 
 def check_database(conn: PostgresConnection) -> str:
     """Connect and return the server version, or explain what is missing."""
-    result = _run(conn, ["psql", "-X", "-A", "-t", "-c", "SHOW server_version"], timeout=15)
+    result = _run(conn, ["psql", "-X", "-A", "-t", "-c", "SHOW server_version"], 15, "verify")
     if result.returncode == 0:
         return result.stdout.strip()
     error = result.stderr.strip()
@@ -59,7 +66,7 @@ def dump(conn: PostgresConnection, path: Path) -> tuple[int, bool]:
         return kept[0], False
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     partial = path.with_suffix(".partial")
-    result = _run(conn, ["pg_dump", "-Fc", "--no-owner", "-f", str(partial)], timeout=1800)
+    result = _run(conn, ["pg_dump", "-Fc", "--no-owner", "-f", str(partial)], 1800, "backup")
     if result.returncode != 0:
         partial.unlink(missing_ok=True)
         raise TransientError(f"pg_dump of {conn.describe()} failed: {result.stderr.strip()}")
@@ -89,7 +96,8 @@ def restore(conn: PostgresConnection, path: Path) -> None:
     result = _run(
         conn,
         ["pg_restore", "--clean", "--if-exists", "--no-owner", "-d", conn.database, str(path)],
-        timeout=1800,
+        1800,
+        "restore",
     )
     if result.returncode != 0:
         raise ReleaseError(f"restoring {path} into {conn.describe()} failed: {result.stderr}")
@@ -109,7 +117,7 @@ def read_migration_table(conn: PostgresConnection, table: MigrationTable) -> tup
         f"\\endif\n"
     )
     argv = ["psql", "-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-f", "-"]
-    env = {**os.environ, **conn.libpq_env()}
+    env = client_env(conn, "migration-table")
     try:
         result = subprocess.run(
             argv, input=sql, env=env, capture_output=True, text=True, timeout=30, check=False

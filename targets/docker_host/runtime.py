@@ -295,7 +295,7 @@ class DockerHostRuntime(migrations.OneOffMigrations):
                 client,
                 image,
                 command,
-                self._app_env(owner),
+                {**self._app_env(owner), "PGAPPNAME": "flowmasters-migrate"},
                 timeout=900,
                 name_labels={
                     "flowmasters.environment": self.env.name,

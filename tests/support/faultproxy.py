@@ -6,7 +6,13 @@ connections, so it can fail a share of *requests*, not of connections:
 - `share_503`: that share of requests is answered `503 Service Unavailable` (the request's body
   is read first; the client's connection is closed after, as a restarting registry's would be);
 - `delay`: seconds to wait before passing each request on;
-- `refuse`: every new connection is closed at once (the service is down).
+- `refuse`: every new connection is closed at once (the service is down);
+- `rules`: requests whose "METHOD path" matches a rule's pattern get its status, `times` times
+  (None: always), so one kind of request can fail (a layer upload, a container create) while the
+  rest pass.
+
+`upstream_unix` puts it in front of a unix socket (the Docker engine's) instead of a TCP port.
+`PostgresFaultProxy` does the same for PostgreSQL's protocol, by the client's application_name.
 
 Everything it passed or failed is in `log` as (method, path, status), so a test can count, for
 example, how often each layer was uploaded. Runs its own event loop in a thread.
@@ -17,7 +23,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import re
+import struct
 import threading
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 HEAD_LIMIT = 64 * 1024
@@ -32,6 +41,22 @@ class Exchange:
 
 
 @dataclass
+class Rule:
+    pattern: str  # a regular expression searched in "METHOD path"
+    times: int | None = None  # how many matching requests fail; None: every one
+    status: int = 503
+    failed: int = 0
+
+    def applies(self, request: str) -> bool:
+        if self.times is not None and self.failed >= self.times:
+            return False
+        if re.search(self.pattern, request) is None:
+            return False
+        self.failed += 1
+        return True
+
+
+@dataclass
 class FaultProxy:
     upstream_host: str
     upstream_port: int
@@ -39,6 +64,8 @@ class FaultProxy:
     delay: float = 0.0
     refuse: bool = False
     seed: int | None = None
+    rules: list[Rule] = field(default_factory=list)
+    upstream_unix: str | None = None
     log: list[Exchange] = field(default_factory=list)
     port: int = 0
 
@@ -102,19 +129,24 @@ class FaultProxy:
                 head, prefix = prefix + head, b""
                 method, path, headers = parse_request(head)
                 body = await read_body(reader, headers)
-                if self.random.random() < self.share_503:
-                    self.log.append(Exchange(method, path, 503, True))
+                status = self._fault(method, path)
+                if status:
+                    self.log.append(Exchange(method, path, status, True))
                     writer.write(
-                        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
-                        b"Connection: close\r\n\r\n"
+                        f"HTTP/1.1 {status} Injected Fault\r\nContent-Length: 0\r\n"
+                        "Connection: close\r\n\r\n".encode()
                     )
                     await writer.drain()
                     return
                 if self.delay:
                     await asyncio.sleep(self.delay)
                 if upstream is None:
-                    upstream = await asyncio.open_connection(
-                        self.upstream_host, self.upstream_port, limit=HEAD_LIMIT
+                    upstream = await (
+                        asyncio.open_unix_connection(self.upstream_unix, limit=HEAD_LIMIT)
+                        if self.upstream_unix
+                        else asyncio.open_connection(
+                            self.upstream_host, self.upstream_port, limit=HEAD_LIMIT
+                        )
                     )
                 up_reader, up_writer = upstream
                 up_writer.write(head + body)
@@ -130,6 +162,15 @@ class FaultProxy:
                 if w is not None:
                     with contextlib.suppress(Exception):
                         w.close()
+
+    def _fault(self, method: str, path: str) -> int | None:
+        """The status to answer instead of passing the request on, or None."""
+        for rule in self.rules:
+            if rule.applies(f"{method} {path}"):
+                return rule.status
+        if self.random.random() < self.share_503:
+            return 503
+        return None
 
 
 async def read_head(reader: asyncio.StreamReader) -> bytes | None:
@@ -157,26 +198,59 @@ def parse_request(head: bytes) -> tuple[str, str, dict[str, str]]:
 
 
 async def read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> bytes:
-    """A message body, framed as HTTP/1.1 frames it (chunked, or Content-Length)."""
+    """A request's body, framed as HTTP/1.1 frames it (chunked, or Content-Length), whole: the
+    proxy decides on the request before passing it on."""
+    body = bytearray()
+
+    async def put(data: bytes) -> None:
+        body.extend(data)
+
+    await copy_body(reader, put, headers, until_eof=False)
+    return bytes(body)
+
+
+async def copy_body(
+    source: asyncio.StreamReader,
+    put: Callable[[bytes], Awaitable[None]],
+    headers: dict[str, str],
+    until_eof: bool,
+) -> None:
+    """Pass a body on piece by piece as it arrives (an image export is hundreds of megabytes):
+    chunked, Content-Length, or (an answer without either) up to the end of the connection."""
     if "chunked" in headers.get("transfer-encoding", "").lower():
-        body = b""
         while True:
-            size_line = await reader.readuntil(b"\r\n")
-            body += size_line
+            size_line = await source.readuntil(b"\r\n")
+            await put(size_line)
             size = int(size_line.split(b";")[0].strip(), 16)
             if size == 0:
-                while (trailer := await reader.readuntil(b"\r\n")) != b"\r\n":
-                    body += trailer
-                return body + b"\r\n"
-            body += await reader.readexactly(size + 2)
-    length = int(headers.get("content-length", "0") or 0)
-    return await reader.readexactly(length) if length else b""
+                while True:
+                    trailer = await source.readuntil(b"\r\n")
+                    await put(trailer)
+                    if trailer == b"\r\n":
+                        return
+            await copy_exactly(source, put, size + 2)
+    elif "content-length" in headers:
+        await copy_exactly(source, put, int(headers["content-length"] or 0))
+    elif until_eof:
+        while data := await source.read(1 << 16):
+            await put(data)
+
+
+async def copy_exactly(
+    source: asyncio.StreamReader, put: Callable[[bytes], Awaitable[None]], length: int
+) -> None:
+    while length > 0:
+        data = await source.read(min(length, 1 << 16))
+        if not data:
+            raise asyncio.IncompleteReadError(b"", length)
+        length -= len(data)
+        await put(data)
 
 
 async def relay_response(
     up: asyncio.StreamReader, writer: asyncio.StreamWriter, method: str
 ) -> tuple[int, bool]:
-    """Pass one answer back; (its status, whether the connection ends after it)."""
+    """Pass one answer back as it arrives; (its status, whether the connection ends after it)."""
     head = await read_head(up)
     if head is None:
         raise ConnectionError("the upstream closed the connection")
@@ -186,12 +260,103 @@ async def relay_response(
     writer.write(head)
     close = headers.get("connection", "").lower() == "close"
     no_body = method == "HEAD" or status in (204, 304) or 100 <= status < 200
-    if no_body:
-        pass
-    elif "chunked" in headers.get("transfer-encoding", "").lower() or "content-length" in headers:
-        writer.write(await read_body(up, headers))
-    else:  # delimited by the end of the connection
-        writer.write(await up.read())
-        close = True
+
+    async def put(data: bytes) -> None:
+        writer.write(data)
+        await writer.drain()
+
+    if not no_body:
+        framed = "chunked" in headers.get("transfer-encoding", "").lower() or (
+            "content-length" in headers
+        )
+        await copy_body(up, put, headers, until_eof=True)
+        close = close or not framed
     await writer.drain()
     return status, close
+
+
+SSL_REQUEST, GSSENC_REQUEST = 80877103, 80877104
+
+
+@dataclass
+class PostgresFaultProxy:
+    """In front of PostgreSQL: a connection whose client names itself `application_name` (psql,
+    pg_dump; "" for a client that sends none, as the stand-in backend and its migrations) is
+    closed before it reaches the server, `refuse[name]` times (None: always); the rest are
+    passed through byte for byte. It answers 'N' (no TLS) to a TLS request itself."""
+
+    upstream_host: str
+    upstream_port: int
+    refuse: dict[str, int | None] = field(default_factory=dict)
+    log: list[tuple[str, bool]] = field(default_factory=list)  # (application_name, refused)
+    port: int = 0
+
+    def __post_init__(self) -> None:
+        self.server = FaultProxy(self.upstream_host, self.upstream_port)
+        self.server._client = self._client  # type: ignore[method-assign]
+
+    def start(self) -> PostgresFaultProxy:
+        self.server.start()
+        self.port = self.server.port
+        return self
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def _refused(self, name: str) -> bool:
+        if name not in self.refuse:
+            return False
+        left = self.refuse[name]
+        if left is not None:
+            if left <= 0:
+                return False
+            self.refuse[name] = left - 1
+        return True
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_writer = None
+        try:
+            startup = await read_startup(reader, writer)
+            name = startup_parameters(startup).get("application_name", "")
+            refused = self._refused(name)
+            self.log.append((name, refused))
+            if refused:
+                return
+            up_reader, up_writer = await asyncio.open_connection(
+                self.upstream_host, self.upstream_port
+            )
+            up_writer.write(startup)
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        except (ConnectionError, asyncio.IncompleteReadError, ValueError, asyncio.CancelledError):
+            return
+        finally:
+            for w in (writer, up_writer):
+                if w is not None:
+                    with contextlib.suppress(Exception):
+                        w.close()
+
+
+async def read_startup(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
+    """The client's startup message, after declining TLS or GSS encryption if it asks."""
+    while True:
+        head = await reader.readexactly(8)
+        length, code = struct.unpack("!II", head)
+        if code in (SSL_REQUEST, GSSENC_REQUEST) and length == 8:
+            writer.write(b"N")
+            await writer.drain()
+            continue
+        return head + await reader.readexactly(length - 8)
+
+
+def startup_parameters(startup: bytes) -> dict[str, str]:
+    fields = startup[8:].split(b"\0")
+    pairs = [f.decode("utf-8", "replace") for f in fields]
+    return dict(zip(pairs[0::2], pairs[1::2], strict=False))
+
+
+async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+    while data := await source.read(65536):
+        sink.write(data)
+        await sink.drain()
+    with contextlib.suppress(Exception):
+        sink.write_eof()

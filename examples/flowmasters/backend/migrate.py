@@ -68,6 +68,11 @@ class UsageError(Exception):
     """Wrong arguments, bad migration files or unreachable database: exit status 2."""
 
 
+class Unavailable(UsageError):
+    """The database could not be reached before anything ran: exit status 75 (EX_TEMPFAIL), which
+    the pipeline retries."""
+
+
 class MigrationFailed(Exception):
     """A migration's SQL failed: exit status 1."""
 
@@ -103,8 +108,9 @@ def applied_versions() -> list[int]:
     try:
         return pg.applied_versions()
     except pg.PsqlError as exc:
-        message = str(exc) if exc.connection else f"cannot read schema_migrations: {exc}"
-        raise UsageError(message) from exc
+        if exc.connection and str(exc) != pg.NO_PSQL:
+            raise Unavailable(str(exc)) from exc
+        raise UsageError(f"cannot read schema_migrations: {exc}") from exc
 
 
 def psql_quote(path: Path) -> str:
@@ -167,6 +173,8 @@ def execute(steps: list[Migration], up: bool) -> tuple[list[int], list[int]]:
         return done, skipped
     error = pg.error_from(returncode, "\n".join(output))
     if error.connection:
+        if not done and str(error) != pg.NO_PSQL:
+            raise Unavailable(str(error))
         raise UsageError(f"{error}\n(completed before the failure: {done})")
     if current is None:
         raise MigrationFailed(f"migration bookkeeping failed before any file ran:\n{error}")
@@ -238,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
         result = {"applied": done if up else [], "reverted": [] if up else done}
         print(dumps({**result, "schema_version": max(now, default=0)}))
         return 0
+    except Unavailable as exc:
+        log(f"migrate.py {args.command}: {exc} (temporary: nothing was changed)")
+        return 75
     except UsageError as exc:
         log(f"migrate.py {args.command}: {exc}")
         return 2

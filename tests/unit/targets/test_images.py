@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import docker.errors
 import pytest
+import requests
+from prefect_docker import DockerHost
 
 from domain.errors import ReleaseError, TransientError
 from domain.results import BuiltImage, PushedImage
-from targets.images import TaggedImage, push_once
+from targets.images import TaggedImage, engine, push_once
 
 IMAGE = BuiltImage(service="backend", image_id="sha256:" + "a" * 64, local_ref="x", version="v2")
 REPOSITORY = "127.0.0.1:5000/flowmasters/backend"
@@ -70,3 +73,32 @@ def test_a_push_the_registry_does_not_show_is_transient(after):
 
     with pytest.raises(TransientError, match=r"flowmasters/backend:v2 is not in the registry"):
         push_once(IMAGE, REPOSITORY, registry.lookup, registry.push)
+
+
+class TestEngineErrors:
+    """What leaves `engine()`: an engine's server error is transient (the step retries it), a
+    client error is the request's fault and stays as it is. No engine is contacted: the client
+    is made for an address nobody listens on and never used."""
+
+    HOST = DockerHost(base_url="tcp://127.0.0.1:9", version="1.41")
+
+    @staticmethod
+    def api_error(status: int) -> docker.errors.APIError:
+        response = requests.Response()
+        response.status_code = status
+        response.reason = "Service Unavailable" if status == 503 else "Conflict"
+        return docker.errors.APIError("create failed", response=response)
+
+    def test_a_server_error_is_transient(self):
+        wanted = r"Docker engine at tcp://127.0.0.1:9: 503"
+        with pytest.raises(TransientError, match=wanted), engine(self.HOST, "start it"):
+            raise self.api_error(503)
+
+    def test_a_client_error_is_not(self):
+        with pytest.raises(docker.errors.APIError), engine(self.HOST, "start it"):
+            raise self.api_error(409)
+
+    def test_a_dropped_connection_is_transient_and_says_what_to_do(self):
+        wanted = r"is unreachable .*; start it"
+        with pytest.raises(TransientError, match=wanted), engine(self.HOST, "start it"):
+            raise requests.exceptions.ConnectionError("connection reset")

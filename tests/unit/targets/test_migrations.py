@@ -8,7 +8,7 @@ import json
 import pytest
 
 from domain.environment import EnvironmentSpec
-from domain.errors import ReleaseError
+from domain.errors import ReleaseError, TransientError
 from domain.migrations import Applied, MigrationSpec, MigrationTable
 from domain.results import MigrationResult, SchemaStatus
 from domain.services import ServiceSpec
@@ -94,6 +94,18 @@ def test_a_failing_command_names_the_step_and_shows_its_errors():
     assert str(error.value) == (
         "`node migrate.js up` in reg/backend:v4 exited 1; nothing after this step ran and the "
         "previous version keeps serving. Its output:\nERROR: syntax error at or near"
+    )
+
+
+def test_exit_75_is_a_temporary_failure_that_changed_nothing_and_is_retried():
+    run = OneOff(CommandRun(75, (), ("cannot connect to PostgreSQL at 127.0.0.1:5433",)))
+
+    with pytest.raises(TransientError) as error:
+        migrations.migrate(ENV, run, unreadable, "reg/backend:v4", "up")
+
+    assert str(error.value) == (
+        "`node migrate.js up` in reg/backend:v4 exited 75 (temporary failure: it changed "
+        "nothing); it is retried. Its output:\ncannot connect to PostgreSQL at 127.0.0.1:5433"
     )
 
 

@@ -1,0 +1,280 @@
+"""Each step's dependency fails for real, for good (a permanent fault) and once (a transient
+one), on a scratch environment that reaches the registry, the Docker engine and PostgreSQL
+through fault proxies (tests/support/faultproxy.py): the registry answers 503 to its ping or its
+layer uploads, the engine to a build or to the create of one service's container, the database
+closes the connection of the backup (`pg_dump`) or of the migrations (each names itself with
+PGAPPNAME, as the pipeline's sessions do).
+
+After a permanent fault the release fails, says which dependency failed, and leaves the
+environment as it was: both services on the previous version, the schema unchanged, no row lost,
+the lock free. After a transient one the release succeeds through its retries, on the new
+version, with no row lost. A clean release at the end proves the environment still works.
+
+Not here, and why: the record step writes a Prefect variable, and the Prefect API is this test's
+own server (Prefect's client retries 429/502/503 itself); the edge step on the Docker host reads
+HAProxy's state that the deploys just proved; the checks and bake steps fail through the new
+version's own health (tests/integration/flows/test_release_docker_host.py, benchmarks/mttr.py),
+and a failed probe is never retried, by design (tasks/checks.py).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.exceptions import ObjectNotFound
+from prefect.variables import Variable
+
+from domain.records import ReleaseRecord
+from flows.lock import lock_name
+from flows.release import release
+from tasks.records import variable_name
+from tests.faults.conftest import MATRIX, Row
+from tests.support.faultproxy import FaultProxy, PostgresFaultProxy, Rule
+from tests.support.scratch import (
+    Scratch,
+    app_psql,
+    create_environment,
+    new_code,
+    remove_environment,
+    stack_dir,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Proxies:
+    registry: FaultProxy
+    engine: FaultProxy
+    database: PostgresFaultProxy
+
+    def clear(self) -> None:
+        self.registry.rules.clear()
+        self.engine.rules.clear()
+        self.database.refuse.clear()
+
+
+@dataclass
+class Fault:
+    step: str
+    what: str  # the dependency's failure, for the table
+    arm: Callable[[Proxies, str, int | None], None]  # (proxies, environment, times)
+    says: str  # what a permanent fault's message must name
+
+
+def registry_rule(pattern: str) -> Callable[[Proxies, str, int | None], None]:
+    return lambda p, _env, times: p.registry.rules.append(Rule(pattern, times))
+
+
+def engine_rule(pattern: str) -> Callable[[Proxies, str, int | None], None]:
+    return lambda p, _env, times: p.engine.rules.append(Rule(pattern, times))
+
+
+def container_create(service: str) -> Callable[[Proxies, str, int | None], None]:
+    def arm(p: Proxies, env: str, times: int | None) -> None:
+        p.engine.rules.append(
+            Rule(rf"^POST /v[\d.]+/containers/create\?name=fm-{env}-{service}-", times)
+        )
+
+    return arm
+
+
+def refuse_session(name: str) -> Callable[[Proxies, str, int | None], None]:
+    def arm(p: Proxies, _env: str, times: int | None) -> None:
+        p.database.refuse[name] = times
+
+    return arm
+
+
+FAULTS = [
+    Fault("verify", "registry answers 503 to its ping", registry_rule(r"^GET /v2/$"), "registry"),
+    Fault("build", "engine answers 503 to the build", engine_rule(r"^POST /v[\d.]+/build"), "503"),
+    Fault(
+        "push",
+        "registry answers 503 to layer uploads",
+        registry_rule(r"^(POST|PATCH|PUT) /v2/.+/blobs/uploads"),
+        "503",
+    ),
+    Fault(
+        "backup",
+        "database closes pg_dump's connection",
+        refuse_session("flowmasters-backup"),
+        "pg_dump",
+    ),
+    Fault(
+        "migrate",
+        "database closes the migrations' connection",
+        refuse_session("flowmasters-migrate"),
+        "exited 75",
+    ),
+    Fault(
+        "deploy backend",
+        "engine answers 503 to the backend's container create",
+        container_create("backend"),
+        "503",
+    ),
+    Fault(
+        "deploy frontend",
+        "engine answers 503 to the frontend's container create",
+        container_create("frontend"),
+        "503",
+    ),
+]
+TRANSIENT_TIMES = 1
+
+
+@pytest.fixture(scope="module")
+def proxies() -> Iterator[Proxies]:
+    made = Proxies(
+        registry=FaultProxy("127.0.0.1", int(os.environ.get("FM_REGISTRY_PORT", "5000"))),
+        engine=FaultProxy("", 0, upstream_unix=str(stack_dir() / "docker.sock")),
+        database=PostgresFaultProxy("127.0.0.1", int(os.environ.get("FM_POSTGRES_PORT", "5433"))),
+    )
+    for proxy in (made.registry, made.engine, made.database):
+        proxy.start()
+    yield made
+    for proxy in (made.registry, made.engine, made.database):
+        proxy.stop()
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory, proxies: Proxies) -> Iterator[Scratch]:
+    def through_the_proxies(_name: str, description: dict[str, Any]) -> None:
+        target = description["target"]
+        target["registry"] = proxies.registry.address
+        target["docker_host"] = f"tcp://{proxies.engine.address}"
+        target["database"]["port"] = proxies.database.port
+        description["checks"]["window_seconds"] = 1  # the steps before the checks are under test
+
+    scratch = create_environment(
+        "it-step", tmp_path_factory.mktemp("step"), edit=through_the_proxies
+    )
+    first = release(scratch.name, "v0", str(with_migration(scratch, "v0")), return_state=True)
+    assert first.is_completed(), first.message
+    yield scratch
+    proxies.clear()
+    remove_environment(scratch.name, scratch.database)
+
+
+def with_migration(env: Scratch, version: str) -> Path:
+    """The code of `version` with a migration of its own (so the backup and migrate steps run)."""
+    folder = env.source / "backend" / "migrations"
+    number = 100 + len(list(folder.glob("01*_step_*.up.sql")))
+    table = f"step_{version.replace('-', '_')}"
+    (folder / f"{number:04d}_step_{table}.up.sql").write_text(f"CREATE TABLE {table} (x int);\n")
+    (folder / f"{number:04d}_step_{table}.down.sql").write_text(f"DROP TABLE {table};\n")
+    return new_code(env.source, version)
+
+
+def serving(env: Scratch) -> dict[str, Any]:
+    url = next(s["public_url"] for s in env.description["services"] if s["name"] == "frontend")
+    body = httpx.get(url + "/api/backend", timeout=5).json()
+    backend = body.get("backend") or {}
+    return {
+        "frontend": body.get("frontend_version"),
+        "backend": backend.get("version"),
+        "schema": backend.get("schema_version"),
+    }
+
+
+def rows(env: Scratch, title: str) -> int:
+    db = env.description["target"]["database"]
+    out = subprocess.run(
+        ["psql", "-X", "-A", "-t", "-c", f"SELECT count(*) FROM pages WHERE title = '{title}'"],
+        env={
+            **os.environ,
+            "PGHOST": "127.0.0.1",
+            "PGPORT": os.environ.get("FM_POSTGRES_PORT", "5433"),
+            "PGUSER": db["username"],
+            "PGDATABASE": env.database,
+            "PGPASSWORD": Path(db["password_file"]).read_text().strip(),
+        },
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(out.stdout.strip())
+
+
+def lock_slots(env: Scratch) -> int:
+    with get_client(sync_client=True) as client:
+        try:
+            return client.read_global_concurrency_limit_by_name(lock_name(env.name)).active_slots
+        except ObjectNotFound:
+            return 0
+
+
+CASES = [(f, kind) for f in FAULTS for kind in ("permanent", "transient")]
+
+
+@pytest.mark.parametrize(("fault", "kind"), CASES, ids=[f"{f.step}-{kind}" for f, kind in CASES])
+def test_a_fault_in_each_step(env, proxies, fault, kind):
+    before = serving(env)
+    title = f"written before the {kind} {fault.step} fault {time.time_ns()}"
+    app_psql(f"INSERT INTO pages (title, body) VALUES ('{title}', 'x')", database=env.database)
+    version = f"{kind}-{fault.step.replace(' ', '-')}"
+    source = with_migration(env, version)
+    fault.arm(proxies, env.name, None if kind == "permanent" else TRANSIENT_TIMES)
+    started = time.monotonic()
+    try:
+        state = release(env.name, version, str(source), return_state=True)
+    finally:
+        took = time.monotonic() - started
+        proxies.clear()
+
+    now = serving(env)
+    lost = 1 - rows(env, title)
+    record = ReleaseRecord.model_validate(Variable.get(variable_name(env.name)))
+    held = lock_slots(env)
+    services = (now["frontend"], now["backend"])
+    ends = (
+        "old" if services == (before["frontend"], before["backend"])
+        else "new" if services == (version, version)
+        else "MIXED"
+    )  # fmt: skip
+    schema = "old" if now["schema"] == before["schema"] else "new"
+    message = " ".join((state.message or "").split())
+    MATRIX.append(
+        Row(
+            fault=f"{kind}: {fault.what}",
+            step=fault.step,
+            end_state=f"{'released' if state.is_completed() else 'failed'}; services {ends}, "
+            f"schema {schema}",
+            rows_lost=lost,
+            recovered_s=took,
+            note=(f"record {record.status}" if record.version == version else "no record written")
+            + f"; lock {'free' if held == 0 else 'HELD'}"
+            + ("" if state.is_completed() else f"; {message[:150]}"),
+        )
+    )
+    assert lost == 0
+    assert held == 0, "the release left its lock held"
+    if kind == "permanent":
+        assert not state.is_completed()
+        assert fault.says.lower() in message.lower(), message
+        assert ends == "old", f"{now} != {before}"
+        if fault.step in ("verify", "build", "push", "backup", "migrate"):
+            assert schema == "old", now  # after the migrations, they stay (backward compatible)
+        assert record.status in ("failed", "rolled_back") or record.version != version, record
+    else:
+        assert state.is_completed(), state.message
+        assert ends == "new", now
+        assert now["schema"] > before["schema"], now
+        assert record.status == "succeeded", record
+
+
+def test_a_clean_release_after_every_fault(env):
+    state = release(
+        env.name, "after-faults", str(with_migration(env, "after-faults")), return_state=True
+    )
+    assert state.is_completed(), state.message
+    assert serving(env)["frontend"] == "after-faults"
