@@ -19,14 +19,23 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID
 
 from prefect import get_run_logger
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.objects import ConcurrencyLeaseHolder
+from prefect.client.schemas.filters import (
+    FlowFilter,
+    FlowFilterId,
+    FlowRunFilter,
+    FlowRunFilterEndTime,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import ConcurrencyLeaseHolder, StateType
 from prefect.concurrency._asyncio import ConcurrencySlotAcquisitionError
 from prefect.concurrency._events import (
     emit_concurrency_acquisition_events,
@@ -158,3 +167,77 @@ def free_lock_of_ended_release(
     )
     get_run_logger().info(done)
     return done
+
+
+@dataclass(frozen=True)
+class RunSpan:
+    """A release run as the overlap rule sees it."""
+
+    id: str
+    name: str
+    state: str  # a StateType's value: RUNNING, COMPLETED, ...
+    started: datetime
+    ended: datetime | None = None
+
+
+def earlier_release(me: RunSpan, others: Sequence[RunSpan]) -> RunSpan | None:
+    """Another release of the environment that started before this one (ties: the smaller id)
+    and is still running, or completed after this one started. Releases started together
+    change the environment once: the first to start goes on, the others stop before changing
+    anything, even one that gets the lock after the first let it go (its plan was made against
+    what the first replaced)."""
+    for other in sorted(others, key=lambda r: (r.started, r.id)):
+        if other.id == me.id or (other.started, other.id) >= (me.started, me.id):
+            continue
+        completed_since = other.state == "COMPLETED" and (other.ended or me.started) > me.started
+        if other.state == "RUNNING" or completed_since:
+            return other
+    return None
+
+
+def release_runs_overlapping(environment: str) -> tuple[RunSpan, list[RunSpan]] | None:
+    """This run and the release runs that may overlap it (running now, or completed since it
+    started: two small queries, whatever the server's history holds), of `environment`; None
+    outside a flow run."""
+    if not flow_run.id:
+        return None
+    with get_client(sync_client=True) as client:
+        mine = client.read_flow_run(UUID(flow_run.id))
+        started = mine.start_time or datetime.now(UTC)
+        flows = FlowFilter(id=FlowFilterId(any_=[mine.flow_id]))
+        running = client.read_flow_runs(
+            flow_filter=flows,
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING]))
+            ),
+        )
+        completed = client.read_flow_runs(
+            flow_filter=flows,
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.COMPLETED])),
+                end_time=FlowRunFilterEndTime(after_=started),
+            ),
+        )
+    spans = [
+        RunSpan(
+            str(r.id), r.name, r.state_type.value if r.state_type else "", r.start_time, r.end_time
+        )
+        for r in [*running, *completed]
+        if r.start_time is not None
+        and (r.parameters or {}).get("environment") == environment
+        and not (r.parameters or {}).get("dry_run")  # changes nothing, takes no lock
+    ]
+    return RunSpan(str(mine.id), mine.name, "RUNNING", started), spans
+
+
+def refuse_if_overlapping(environment: str) -> None:
+    """Under the lock, before the first change: stop when another release started first."""
+    found = release_runs_overlapping(environment)
+    other = earlier_release(*found) if found else None
+    if other is not None:
+        raise ReleaseError(
+            f"release run {other.name} of '{environment}' started before this one "
+            f"({other.started:%H:%M:%S} UTC) and is {other.state.lower()}: releases started "
+            "together change the environment once, so this one stopped before changing "
+            "anything. Check what it released, then run this one again if still wanted"
+        )

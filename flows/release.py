@@ -41,7 +41,7 @@ from domain.results import BuildSpec, DeployResult, InfrastructureChange, Pushed
 from domain.versions import Source, choose_version, combined_digest, normalize_version
 from flows import events
 from flows.forms import InfrastructureApproval, ReleaseApproval
-from flows.lock import environment_lock
+from flows.lock import environment_lock, refuse_if_overlapping
 from flows.report import Report
 from flows.steps import (
     Rollout,
@@ -169,6 +169,7 @@ class ReleaseRun:
         """The environment's lock: a second release is refused quickly, with a message. Its
         lease goes into the record (`lock_lease`), for a rollback after a crash."""
         with environment_lock(self.env.name, LOCK_WAIT_SECONDS, what="release") as lease:
+            refuse_if_overlapping(self.env.name)
             self.lease = lease
             try:
                 yield

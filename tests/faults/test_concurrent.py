@@ -34,7 +34,11 @@ from tests.faults.conftest import MATRIX, Row
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
-REFUSED = ("another release or rollback of 'sandbox' is running", "concurrency limit")
+REFUSED = (
+    "another release or rollback of 'sandbox' is running",
+    "concurrency limit",
+    "started before this one",
+)
 
 
 def release_runs_since(since: datetime) -> list[Any]:
