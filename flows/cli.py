@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import sys
 import time
+import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,11 @@ LOG_DRAIN_SECONDS = 10  # logs reach the server a moment after the run's last st
 LOG_LOOKBACK_SECONDS = 10
 LOG_PAGE = 200
 LEVELS = {10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL"}
+# Waits before each retry of one request to the server (jittered by half either way): about 30 s
+# in all, so a server restarting, or a proxy in front of it answering 503 for a moment, costs the
+# command a pause instead of a traceback while the release goes on.
+RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0)
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -73,29 +80,73 @@ def parameters_of(args: argparse.Namespace) -> dict[str, Any]:
     return parameters
 
 
-class Server:
-    """The few REST calls the command needs."""
+def retry_delays(draws: list[float]) -> list[float]:
+    """The waits before each retry, given one uniform draw in [0, 1) per retry."""
+    return [d * (0.5 + u) for d, u in zip(RETRY_DELAYS, draws, strict=True)]
 
-    def __init__(self, api_url: str) -> None:
+
+def retry_reason(answer: httpx.Response | None, error: Exception | None) -> str | None:
+    """Why a request may pass if sent again (a 503, a dropped connection), or None."""
+    if error is not None:
+        return (
+            f"{type(error).__name__}: {error}" if isinstance(error, httpx.TransportError) else None
+        )
+    if answer is not None and answer.status_code in RETRY_STATUSES:
+        return f"answered {answer.status_code}"
+    return None
+
+
+class Server:
+    """The few REST calls the command needs, each retried (bounded, with jitter) while the server
+    is unavailable for a moment. Starting a run carries an idempotency key, so a retry after an
+    answer that was lost cannot start a second release."""
+
+    def __init__(self, api_url: str, sleep: Any = time.sleep) -> None:
         self.client = httpx.Client(base_url=api_url.rstrip("/"), timeout=30)
         self.ui = (os.environ.get("PREFECT_UI_URL") or api_url).removesuffix("/api")
+        self.sleep = sleep
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        delays = retry_delays([random.random() for _ in RETRY_DELAYS])
+        for attempt, delay in enumerate([*delays, None], start=1):
+            answer, error = None, None
+            try:
+                answer = self.client.request(method, path, **kwargs)
+            except httpx.HTTPError as exc:
+                error = exc
+            why = retry_reason(answer, error)
+            if why is None or delay is None:
+                if error is not None:
+                    raise error
+                assert answer is not None
+                return answer
+            print(
+                f"the Prefect server {why} to {method} {path}; "
+                f"attempt {attempt + 1} of {len(RETRY_DELAYS) + 1} in {delay:.1f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+            self.sleep(delay)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def deployment_id(self, name: str) -> str | None:
-        answer = self.client.get(f"/deployments/name/{name}")
+        answer = self.request("GET", f"/deployments/name/{name}")
         if answer.status_code == 404:
             return None
         answer.raise_for_status()
         return answer.json()["id"]
 
     def start(self, deployment_id: str, parameters: dict[str, Any]) -> dict[str, Any]:
-        answer = self.client.post(
-            f"/deployments/{deployment_id}/create_flow_run", json={"parameters": parameters}
+        answer = self.request(
+            "POST",
+            f"/deployments/{deployment_id}/create_flow_run",
+            json={"parameters": parameters, "idempotency_key": f"cli-{uuid.uuid4()}"},
         )
         answer.raise_for_status()
         return answer.json()
 
     def flow_run(self, run_id: str) -> dict[str, Any]:
-        answer = self.client.get(f"/flow_runs/{run_id}")
+        answer = self.request("GET", f"/flow_runs/{run_id}")
         answer.raise_for_status()
         return answer.json()
 
@@ -103,7 +154,8 @@ class Server:
         query: dict[str, Any] = {"flow_run_id": {"any_": [run_id]}}
         if after:
             query["timestamp"] = {"after_": after}
-        answer = self.client.post(
+        answer = self.request(
+            "POST",
             "/logs/filter",
             json={"logs": query, "sort": "TIMESTAMP_ASC", "limit": LOG_PAGE, "offset": offset},
         )
@@ -111,15 +163,17 @@ class Server:
         return answer.json()
 
     def task_run_names(self, ids: list[str]) -> dict[str, str]:
-        answer = self.client.post(
-            "/task_runs/filter", json={"task_runs": {"id": {"any_": ids}}, "limit": len(ids)}
+        answer = self.request(
+            "POST",
+            "/task_runs/filter",
+            json={"task_runs": {"id": {"any_": ids}}, "limit": len(ids)},
         )
         answer.raise_for_status()
         return {run["id"]: run["name"] for run in answer.json()}
 
     def services(self, environment: str) -> list[dict[str, Any]]:
-        answer = self.client.get(
-            f"/block_types/slug/flowmasters-environment/block_documents/name/{environment}"
+        answer = self.request(
+            "GET", f"/block_types/slug/flowmasters-environment/block_documents/name/{environment}"
         )
         return answer.json().get("data", {}).get("services", []) if answer.is_success else []
 

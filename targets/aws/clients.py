@@ -40,6 +40,26 @@ TRANSIENT_CODES = frozenset(
         "PriorRequestNotComplete",
     }
 )
+# AWS's answers to keys that are wrong, revoked or expired (per protocol: query, JSON, S3, EC2).
+CREDENTIAL_CODES = frozenset(
+    {
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "InvalidSignatureException",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "RequestExpired",
+        "AuthFailure",
+    }
+)
+CREDENTIALS_HINT = (
+    "they are wrong, revoked or expired. Put valid keys (and a fresh session token, if they are "
+    "temporary) in the environment's AwsCredentials block `<environment>-aws`: set the variables "
+    "its description's target.credentials names and run `python -m deployments.register "
+    "<environment>`, or edit the block in the Prefect UI; then run again. Nothing was changed"
+)
 PROVISION_HINT = "run the provision step (or create the CloudFormation stack) first"
 # botocore logs request headers and response bodies at DEBUG: the session token, the signing
 # material and ECR's registry password would end up in any DEBUG log handler.
@@ -62,12 +82,24 @@ def error_code(exc: ClientError) -> str:
     return exc.response.get("Error", {}).get("Code", "")
 
 
+def credential_code(code: str, message: str) -> str | None:
+    """The credential failure an answer reports, if any. Some endpoints (moto, for JSON
+    services) put the code only in the message's XML, under a bare HTTP status."""
+    if code in CREDENTIAL_CODES:
+        return code
+    return next((c for c in sorted(CREDENTIAL_CODES) if f"<Code>{c}</Code>" in message), None)
+
+
 def translate(exc: Exception, what: str) -> Exception:
     """A ReleaseError (a person must act) or TransientError (may pass) for an SDK failure."""
     if isinstance(exc, ClientError):
         code = error_code(exc)
         message = exc.response.get("Error", {}).get("Message", "")
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if rejected := credential_code(code, message):
+            return ReleaseError(
+                f"{what}: AWS rejected the credentials ({rejected}): {CREDENTIALS_HINT}"
+            )
         if code in TRANSIENT_CODES or status >= 500:
             return TransientError(f"{what}: AWS answered {code or status} ({message}); retrying")
         return ReleaseError(f"{what}: AWS refused with {code}: {message}")

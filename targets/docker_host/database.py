@@ -15,6 +15,8 @@ from domain.errors import ReleaseError, TransientError
 from domain.migrations import Applied, MigrationTable, as_id
 from targets.docker_host.blocks import PostgresConnection
 
+NO_SPACE = "No space left on device"  # what pg_dump says when its output's disk is full
+
 
 def client_env(conn: PostgresConnection, purpose: str) -> dict[str, str]:
     return {**os.environ, **conn.libpq_env(), "PGAPPNAME": f"flowmasters-{purpose}"}
@@ -69,6 +71,12 @@ def dump(conn: PostgresConnection, path: Path) -> tuple[int, bool]:
     result = _run(conn, ["pg_dump", "-Fc", "--no-owner", "-f", str(partial)], 1800, "backup")
     if result.returncode != 0:
         partial.unlink(missing_ok=True)
+        if NO_SPACE in result.stderr:
+            raise ReleaseError(
+                f"the backup folder {path.parent} is full: pg_dump of {conn.describe()} could "
+                f"not write the backup ({NO_SPACE}). Free space there, or set the target's "
+                "backup_dir to a larger disk; nothing was changed (the migrations did not run)"
+            )
         raise TransientError(f"pg_dump of {conn.describe()} failed: {result.stderr.strip()}")
     os.chmod(partial, 0o600)
     entries, error = _entries(partial)

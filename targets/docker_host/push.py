@@ -28,7 +28,8 @@ import docker
 import httpx
 
 from domain.errors import ReleaseError, TransientError
-from targets.request_retries import status_failure, with_retries
+from targets.docker_host.registry import send_registry_request
+from targets.request_retries import status_failure
 
 MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 CONFIG = "application/vnd.docker.container.image.v1+json"
@@ -108,18 +109,7 @@ class Uploader:
         self.http.close()
 
     def send(self, what: str, request: Callable[[], httpx.Response]) -> httpx.Response:
-        try:
-            return with_retries(
-                request,
-                f"registry {self.registry}: {what}",
-                failed=lambda response: status_failure(response.status_code),
-                transient=(httpx.TransportError,),
-            )
-        except httpx.TransportError as exc:
-            raise TransientError(
-                f"registry {self.registry} is unreachable ({type(exc).__name__}: {exc}) while "
-                f"pushing ({what}); start it with `scripts/stack.sh up`"
-            ) from exc
+        return send_registry_request(self.registry, what, request, during=f"pushing ({what})")
 
     def expect(self, response: httpx.Response, statuses: tuple[int, ...], what: str) -> None:
         if response.status_code in statuses:

@@ -1,15 +1,47 @@
-"""Read-only questions to the OCI registry (distribution API v2) that docker-py cannot answer.
+"""Read-only questions to the OCI registry (distribution API v2) that docker-py cannot answer,
+and how each request to it is sent, by this client and by a push (targets/docker_host/push.py).
 
 Each request is retried where it fails (targets/request_retries.py): a 5xx or a refused connection is
 retried after a short wait, so one flaky answer is not a failed verify or push check."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from typing import Any
+
 import httpx
 
 from domain.errors import TransientError
 from targets.images import MANIFEST_TYPES, TaggedImage
 from targets.request_retries import status_failure, with_retries
+
+
+def send_registry_request(
+    registry: str,
+    what: str,
+    request: Callable[[], httpx.Response],
+    during: str | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> httpx.Response:
+    """`request()`, retried where it fails; `what` names it in the log ("GET /v2/"). The last
+    answer is returned even if it is a 5xx: the caller judges it. A registry still unreachable
+    after the retries is a TransientError that says how to start it and, if given, what the
+    request was part of (`during`: "pushing (PUT /v2/...)")."""
+    try:
+        return with_retries(
+            request,
+            f"registry {registry}: {what}",
+            failed=lambda response: status_failure(response.status_code),
+            transient=(httpx.TransportError,),
+            sleep=sleep,
+        )
+    except httpx.TransportError as exc:
+        part_of = f" while {during}" if during else ""
+        raise TransientError(
+            f"registry {registry} is unreachable ({type(exc).__name__}: {exc}){part_of}; "
+            "start it with `scripts/stack.sh up`"
+        ) from exc
 
 
 class RegistryClient:
@@ -19,19 +51,12 @@ class RegistryClient:
         self.auth = auth
         self.timeout = timeout
 
-    def _get(self, path: str, **kwargs) -> httpx.Response:
-        try:
-            return with_retries(
-                lambda: httpx.get(self.base + path, auth=self.auth, timeout=self.timeout, **kwargs),
-                f"registry {self.registry}: GET {path}",
-                failed=lambda response: status_failure(response.status_code),
-                transient=(httpx.TransportError,),
-            )
-        except httpx.TransportError as exc:
-            raise TransientError(
-                f"registry {self.registry} is unreachable ({exc.__class__.__name__}: {exc}); "
-                "start it with `scripts/stack.sh up`"
-            ) from exc
+    def _get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return send_registry_request(
+            self.registry,
+            f"GET {path}",
+            lambda: httpx.get(self.base + path, auth=self.auth, timeout=self.timeout, **kwargs),
+        )
 
     def ping(self) -> None:
         response = self._get("/v2/")

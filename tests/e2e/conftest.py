@@ -104,6 +104,18 @@ def log_messages(flow_run_id: Any) -> list[str]:
     return [log.message for log in logs]
 
 
+def runs_logging(flow_run_ids: list[Any], text: str, timeout: float = 30) -> list[Any]:
+    """The runs among `flow_run_ids` that logged a line containing `text`, waiting up to `timeout`
+    for one: a run ships its logs in batches and at its process's exit, which can come after its
+    final state (a rollback that only switches ends within one batch interval)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        hits = [r for r in flow_run_ids if any(text in m for m in log_messages(r))]
+        if hits or time.monotonic() > deadline:
+            return hits
+        time.sleep(0.5)
+
+
 def wait_until(what: str, probe, timeout: float = 600, every: float = 1.0) -> Any:
     """Bounded polling: the probe's first truthy value, or a failure naming what never happened."""
     deadline = time.monotonic() + timeout

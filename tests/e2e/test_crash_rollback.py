@@ -14,10 +14,10 @@ from prefect.client.schemas.objects import StateType
 from tests.e2e.conftest import (
     SANDBOX_FRONTEND,
     code,
-    log_messages,
     new_version,
     read,
     rolled_back_to,
+    runs_logging,
     served_version,
     start,
     wait_final,
@@ -59,7 +59,5 @@ def test_a_release_killed_in_its_bake_window_is_rolled_back_by_itself():
     assert any("crashed" in str(r.parameters.get("reason")) for r in rollbacks)
     # The killed process could not release the environment's lock; the rollback freed its lease
     # at once instead of waiting up to a minute for it to expire, users on mixed versions.
-    freed = [
-        r for r in rollbacks if any("freed the environment lock" in m for m in log_messages(r.id))
-    ]
+    freed = runs_logging([r.id for r in rollbacks], "freed the environment lock")
     assert freed, "the rollback waited for the crashed release's lease to expire"

@@ -20,21 +20,15 @@ and a failed probe is never retried, by design (tasks/checks.py).
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from prefect.client.orchestration import get_client
-from prefect.exceptions import ObjectNotFound
 from prefect.variables import Variable
 
 from domain.records import ReleaseRecord
-from flows.lock import lock_name
 from flows.release import release
 from tasks.records import variable_name
 from tests.faults.conftest import MATRIX, Row
@@ -42,10 +36,13 @@ from tests.support.faultproxy import FaultProxy, PostgresFaultProxy, Rule
 from tests.support.scratch import (
     Scratch,
     app_psql,
+    app_query,
     create_environment,
-    new_code,
+    lock_slots,
     remove_environment,
+    served_versions,
     stack_dir,
+    with_migration,
 )
 
 pytestmark = pytest.mark.integration
@@ -165,52 +162,8 @@ def env(tmp_path_factory: pytest.TempPathFactory, proxies: Proxies) -> Iterator[
     remove_environment(scratch.name, scratch.database)
 
 
-def with_migration(env: Scratch, version: str) -> Path:
-    """The code of `version` with a migration of its own (so the backup and migrate steps run)."""
-    folder = env.source / "backend" / "migrations"
-    number = 100 + len(list(folder.glob("01*_step_*.up.sql")))
-    table = f"step_{version.replace('-', '_')}"
-    (folder / f"{number:04d}_step_{table}.up.sql").write_text(f"CREATE TABLE {table} (x int);\n")
-    (folder / f"{number:04d}_step_{table}.down.sql").write_text(f"DROP TABLE {table};\n")
-    return new_code(env.source, version)
-
-
-def serving(env: Scratch) -> dict[str, Any]:
-    url = next(s["public_url"] for s in env.description["services"] if s["name"] == "frontend")
-    body = httpx.get(url + "/api/backend", timeout=5).json()
-    backend = body.get("backend") or {}
-    return {
-        "frontend": body.get("frontend_version"),
-        "backend": backend.get("version"),
-        "schema": backend.get("schema_version"),
-    }
-
-
 def rows(env: Scratch, title: str) -> int:
-    db = env.description["target"]["database"]
-    out = subprocess.run(
-        ["psql", "-X", "-A", "-t", "-c", f"SELECT count(*) FROM pages WHERE title = '{title}'"],
-        env={
-            **os.environ,
-            "PGHOST": "127.0.0.1",
-            "PGPORT": os.environ.get("FM_POSTGRES_PORT", "5433"),
-            "PGUSER": db["username"],
-            "PGDATABASE": env.database,
-            "PGPASSWORD": Path(db["password_file"]).read_text().strip(),
-        },
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return int(out.stdout.strip())
-
-
-def lock_slots(env: Scratch) -> int:
-    with get_client(sync_client=True) as client:
-        try:
-            return client.read_global_concurrency_limit_by_name(lock_name(env.name)).active_slots
-        except ObjectNotFound:
-            return 0
+    return int(app_query(f"SELECT count(*) FROM pages WHERE title = '{title}'", env.database))
 
 
 CASES = [(f, kind) for f in FAULTS for kind in ("permanent", "transient")]
@@ -218,7 +171,7 @@ CASES = [(f, kind) for f in FAULTS for kind in ("permanent", "transient")]
 
 @pytest.mark.parametrize(("fault", "kind"), CASES, ids=[f"{f.step}-{kind}" for f, kind in CASES])
 def test_a_fault_in_each_step(env, proxies, fault, kind):
-    before = serving(env)
+    before = served_versions(env)
     title = f"written before the {kind} {fault.step} fault {time.time_ns()}"
     app_psql(f"INSERT INTO pages (title, body) VALUES ('{title}', 'x')", database=env.database)
     version = f"{kind}-{fault.step.replace(' ', '-')}"
@@ -231,10 +184,10 @@ def test_a_fault_in_each_step(env, proxies, fault, kind):
         took = time.monotonic() - started
         proxies.clear()
 
-    now = serving(env)
+    now = served_versions(env)
     lost = 1 - rows(env, title)
     record = ReleaseRecord.model_validate(Variable.get(variable_name(env.name)))
-    held = lock_slots(env)
+    held = lock_slots(env.name)
     services = (now["frontend"], now["backend"])
     ends = (
         "old" if services == (before["frontend"], before["backend"])
@@ -277,4 +230,4 @@ def test_a_clean_release_after_every_fault(env):
         env.name, "after-faults", str(with_migration(env, "after-faults")), return_state=True
     )
     assert state.is_completed(), state.message
-    assert serving(env)["frontend"] == "after-faults"
+    assert served_versions(env)["frontend"] == "after-faults"

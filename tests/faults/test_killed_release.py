@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +28,6 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import StateType
 from prefect.variables import Variable
 
-from deployments.register import load_description
 from domain.records import ReleaseRecord
 from tasks.records import variable_name
 from tests.e2e.conftest import (
@@ -43,7 +41,7 @@ from tests.e2e.conftest import (
     wait_until,
 )
 from tests.faults.conftest import MATRIX, Row
-from tests.support.scratch import app_psql, stack_dir
+from tests.support.scratch import app_psql, app_query, stack_dir
 
 pytestmark = pytest.mark.e2e
 
@@ -104,23 +102,8 @@ def release_and_wait(version: str, new_migration: bool = False, **parameters: An
 
 
 def rows_titled(title: str) -> int:
-    """How many pages rows carry `title`, read with psql as the app's role."""
-    conn = load_description("sandbox")["target"]["database"]
-    done = subprocess.run(
-        ["psql", "-X", "-A", "-t", "-c", f"SELECT count(*) FROM pages WHERE title = '{title}'"],
-        env={
-            **os.environ,
-            "PGHOST": conn["host"],
-            "PGPORT": str(conn["port"]),
-            "PGUSER": conn["username"],
-            "PGDATABASE": conn["database"],
-            "PGPASSWORD": Path(conn["password_file"]).read_text().strip(),
-        },
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return int(done.stdout.strip())
+    """How many pages rows of `sandbox` carry `title`, read with psql as the app's role."""
+    return int(app_query(f"SELECT count(*) FROM pages WHERE title = '{title}'"))
 
 
 def run_pid(run_id: Any) -> int:

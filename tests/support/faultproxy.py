@@ -6,7 +6,8 @@ connections, so it can fail a share of *requests*, not of connections:
 - `share_503`: that share of requests is answered `503 Service Unavailable` (the request's body
   is read first; the client's connection is closed after, as a restarting registry's would be);
 - `delay`: seconds to wait before passing each request on;
-- `refuse`: every new connection is closed at once (the service is down);
+- `refuse`: every new connection is closed at once (the service is down); `go_down()` also
+  closes the open ones, as a server's restart does, and `come_back()` ends it;
 - `rules`: requests whose "METHOD path" matches a rule's pattern get its status, `times` times
   (None: always), so one kind of request can fail (a layer upload, a container create) while the
   rest pass.
@@ -15,7 +16,8 @@ connections, so it can fail a share of *requests*, not of connections:
 `PostgresFaultProxy` does the same for PostgreSQL's protocol, by the client's application_name.
 
 Everything it passed or failed is in `log` as (method, path, status), so a test can count, for
-example, how often each layer was uploaded. Runs its own event loop in a thread.
+example, how often each layer was uploaded. An answer `101 Switching Protocols` (a websocket) turns
+the connection into a plain two-way pipe. Runs its own event loop in a thread.
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ class FaultProxy:
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
+        self.open: set[asyncio.StreamWriter] = set()
 
     # --- life -------------------------------------------------------------------------------
 
@@ -93,6 +96,19 @@ class FaultProxy:
 
         asyncio.run_coroutine_threadsafe(cancel_all(), self.loop)
         self.thread.join(10)
+
+    def go_down(self) -> None:
+        """The service goes away: open connections are closed, new ones refused."""
+        self.refuse = True
+
+        def close_all() -> None:
+            for writer in list(self.open):
+                writer.close()
+
+        self.loop.call_soon_threadsafe(close_all)
+
+    def come_back(self) -> None:
+        self.refuse = False
 
     @property
     def address(self) -> str:
@@ -118,6 +134,7 @@ class FaultProxy:
             writer.close()
             return
         upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self.open.add(writer)
         try:
             prefix = await reader.read(1)
             if prefix in (b"", b"\x16"):  # gone, or a TLS handshake: this proxy speaks plain HTTP
@@ -153,11 +170,15 @@ class FaultProxy:
                 await up_writer.drain()
                 status, close = await relay_response(up_reader, writer, method)
                 self.log.append(Exchange(method, path, status, False))
+                if status == 101:
+                    await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+                    return
                 if close or headers.get("connection", "").lower() == "close":
                     return
         except (ConnectionError, asyncio.IncompleteReadError, ValueError, asyncio.CancelledError):
             return  # a client gone, garbage, or the proxy stopping
         finally:
+            self.open.discard(writer)
             for w in (writer, upstream[1] if upstream else None):
                 if w is not None:
                     with contextlib.suppress(Exception):

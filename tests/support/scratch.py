@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import docker
+import httpx
 from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectNotFound
 from prefect.variables import Variable
@@ -57,11 +58,11 @@ def free_port_block(size: int) -> int:
     raise RuntimeError("no free port block")
 
 
-def app_psql(sql: str, database: str | None = None) -> None:
-    """Run SQL as the app role (it may create databases): what a test environment needs. In
-    `sandbox`'s database unless another is named."""
+def app_role(database: str | None = None) -> dict[str, str]:
+    """The environment of a psql as the app role (it may create databases), in `sandbox`'s
+    database unless another is named."""
     db = load_description("sandbox")["target"]["database"]
-    env = {
+    return {
         **os.environ,
         "PGHOST": db["host"],
         "PGPORT": str(db["port"]),
@@ -69,7 +70,41 @@ def app_psql(sql: str, database: str | None = None) -> None:
         "PGDATABASE": database or db["database"],
         "PGPASSWORD": Path(db["password_file"]).read_text().strip(),
     }
-    subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql], env=env, check=True)
+
+
+def app_psql(sql: str, database: str | None = None) -> None:
+    """Run SQL as the app role: what a test environment needs."""
+    run = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql]
+    subprocess.run(run, env=app_role(database), check=True)
+
+
+def app_query(sql: str, database: str | None = None) -> str:
+    """One query's result as the app role, unaligned, without headers."""
+    run = ["psql", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql]
+    done = subprocess.run(run, env=app_role(database), capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def lock_slots(name: str) -> int:
+    """How many holders the environment's lock has now (0: free; no lock: 0)."""
+    with get_client(sync_client=True) as client:
+        try:
+            return client.read_global_concurrency_limit_by_name(lock_name(name)).active_slots
+        except ObjectNotFound:
+            return 0
+
+
+def served_versions(env: Scratch) -> dict[str, Any]:
+    """What a scratch environment serves through its public URL: the frontend's version, and
+    the backend's version and schema as the frontend reaches them."""
+    url = next(s["public_url"] for s in env.description["services"] if s["name"] == "frontend")
+    body = httpx.get(url + "/api/backend", timeout=5).json()
+    backend = body.get("backend") or {}
+    return {
+        "frontend": body.get("frontend_version"),
+        "backend": backend.get("version"),
+        "schema": backend.get("schema_version"),
+    }
 
 
 def make_description(
@@ -115,6 +150,16 @@ class Scratch:
     database: str
     source: Path
     description: dict[str, Any]
+
+
+def with_migration(env: Scratch, version: str) -> Path:
+    """The code of `version` with a migration of its own (so the backup and migrate steps run)."""
+    folder = env.source / "backend" / "migrations"
+    number = 100 + len(list(folder.glob("01*_step_*.up.sql")))
+    table = f"step_{version.replace('-', '_')}"
+    (folder / f"{number:04d}_step_{table}.up.sql").write_text(f"CREATE TABLE {table} (x int);\n")
+    (folder / f"{number:04d}_step_{table}.down.sql").write_text(f"DROP TABLE {table};\n")
+    return new_code(env.source, version)
 
 
 def create_environment(

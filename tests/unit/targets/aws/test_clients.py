@@ -26,6 +26,16 @@ def client_error(code: str, status: int, message: str = "no") -> ClientError:
         (client_error("Throttling", 400), TransientError, "provision: AWS answered Throttling"),
         (client_error("Whatever", 503), TransientError, "provision: AWS answered Whatever"),
         (NoCredentialsError(), ReleaseError, "provision: no AWS credentials"),
+        (client_error("InvalidClientTokenId", 403, "The security token included in the "
+                      "request is invalid."), ReleaseError,
+         "provision: AWS rejected the credentials (InvalidClientTokenId): they are wrong, "
+         "revoked or expired. Put valid keys"),
+        (client_error("ExpiredToken", 400, "The security token included in the request is "
+                      "expired"), ReleaseError,
+         "provision: AWS rejected the credentials (ExpiredToken)"),
+        (client_error("403", 403, "<?xml version='1.0'?><ErrorResponse><Errors><Error><Code>"
+                      "UnrecognizedClientException</Code></Error></Errors></ErrorResponse>"),
+         ReleaseError, "provision: AWS rejected the credentials (UnrecognizedClientException)"),
         (EndpointConnectionError(endpoint_url="http://127.0.0.1:9"), TransientError,
          "provision: AWS endpoint unreachable"),
         (ResponseParserError("invalid XML received"), TransientError,

@@ -1,0 +1,78 @@
+"""The command's requests to the Prefect server: which answers are retried, how long it waits,
+and that starting a run twice (a retry after a lost answer) names the same run. The server here
+is httpx's MockTransport, a stand-in that answers from a list; the real server behind a fault
+proxy is tests/faults/test_prefect_api.py."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from flows.cli import RETRY_DELAYS, Server, retry_delays, retry_reason
+
+
+def test_retry_delays_stay_within_half_of_the_plan_either_way():
+    assert retry_delays([0.0] * 7) == [d * 0.5 for d in RETRY_DELAYS]
+    assert retry_delays([0.5] * 7) == list(RETRY_DELAYS)
+    assert 25 < sum(retry_delays([0.5] * 7)) < 35  # a server's restart, not a hang
+
+
+@pytest.mark.parametrize(
+    ("status", "retried"), [(200, False), (404, False), (500, False), (502, True), (503, True)]
+)
+def test_which_answers_are_retried(status, retried):
+    answer = httpx.Response(status)
+    assert (retry_reason(answer, None) is not None) == retried
+
+
+def test_a_dropped_connection_is_retried_a_bug_is_not():
+    assert retry_reason(None, httpx.ConnectError("refused")) == "ConnectError: refused"
+    assert retry_reason(None, httpx.UnsupportedProtocol("ftp")) is not None  # a TransportError
+    assert retry_reason(None, httpx.DecodingError("bad")) is None
+
+
+def server_answering(answers: list[httpx.Response | Exception]) -> tuple[Server, list]:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    waits: list[float] = []
+    server = Server("http://127.0.0.1:1/api", sleep=waits.append)
+    server.client = httpx.Client(
+        base_url="http://127.0.0.1:1/api", transport=httpx.MockTransport(handler)
+    )
+    return server, [seen, waits]
+
+
+def test_a_run_is_started_once_through_503s_and_a_dropped_answer(capsys):
+    run = {"id": "r1", "name": "clever-fox"}
+    server, (seen, waits) = server_answering(
+        [httpx.Response(503), httpx.ReadError("reset"), httpx.Response(201, json=run)]
+    )
+    assert server.start("d1", {"environment": "local"}) == run
+    keys = {json.loads(r.content)["idempotency_key"] for r in seen}
+    assert len(seen) == 3 and len(keys) == 1, keys
+    assert len(waits) == 2
+    err = capsys.readouterr().err
+    assert "answered 503 to POST /deployments/d1/create_flow_run; attempt 2 of 8" in err
+    assert "ReadError: reset" in err
+
+
+def test_a_server_that_stays_away_fails_the_command_after_the_last_attempt():
+    server, (seen, waits) = server_answering([httpx.Response(503)] * 8)
+    with pytest.raises(httpx.HTTPStatusError):
+        server.flow_run("r1")
+    assert len(seen) == 8 and len(waits) == 7
+
+
+def test_an_answer_that_is_an_error_is_not_retried():
+    server, (seen, waits) = server_answering([httpx.Response(404), httpx.Response(200)])
+    assert server.deployment_id("release/none") is None
+    assert len(seen) == 1 and waits == []
