@@ -54,6 +54,10 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 OUTAGE_SECONDS = 15  # a restart of this machine's Prefect server takes about this long
+# The outage starts once the server shows the backend's deploy (its events arrive a moment
+# late); the bake keeps the release going past that moment, and the outage outlasts the bake, so
+# the release's last steps (the record, its final state) meet the server away.
+AWAY_BAKE_SECONDS = 6
 COMMAND_TIMEOUT = 600
 
 
@@ -88,10 +92,10 @@ def healthy(api: FaultProxy) -> Iterator[None]:
 
 
 def command(
-    env: Scratch, version: str, api: FaultProxy, here: bool
+    env: Scratch, version: str, api: FaultProxy, here: bool, extra: tuple[str, ...] = ()
 ) -> subprocess.CompletedProcess[str]:
     """The main command, its Prefect API through the proxy."""
-    args = ["--environment", env.name, "--version", version]
+    args = ["--environment", env.name, "--version", version, *extra]
     args += ["--source", str(new_code(env.source, version))] + (["--here"] if here else [])
     return subprocess.run(
         [sys.executable, "-m", "flows.cli", *args],
@@ -234,15 +238,16 @@ def test_the_server_going_away_in_the_middle_of_a_release(env, api):
     fully on one version (it waits, or fails and switches back), the lock free."""
     before = served_versions(env)
     title = written_row(env, "the server went away")
-    version = "server-away"
-    gone = threading.Event()
+    version = f"server-away-{time.time_ns()}"  # the task run it waits for is this run's
+    finished = threading.Event()
     at_outage: list[str] = []
+    went_away: list[float] = []
 
     def outage_at_the_backends_deploy() -> None:
         """Task runs reach the server as events on the release's websocket, so the step is read
         from the server directly (not through the proxy) and the outage starts once it runs."""
         deadline = time.monotonic() + COMMAND_TIMEOUT
-        while time.monotonic() < deadline and not gone.is_set():
+        while time.monotonic() < deadline and not finished.is_set():
             with get_client(sync_client=True) as client:
                 found = client.read_task_runs(
                     task_run_filter=TaskRunFilter(
@@ -251,8 +256,8 @@ def test_the_server_going_away_in_the_middle_of_a_release(env, api):
                 )
             if found:
                 at_outage.append(found[0].state.name if found[0].state else "?")
+                went_away.append(time.monotonic())
                 api.go_down()
-                gone.set()
                 time.sleep(OUTAGE_SECONDS)
                 api.come_back()
                 return
@@ -260,16 +265,20 @@ def test_the_server_going_away_in_the_middle_of_a_release(env, api):
 
     threading.Thread(target=outage_at_the_backends_deploy, daemon=True).start()
     started = time.monotonic()
-    done = command(env, version, api, here=True)
-    took = time.monotonic() - started
+    done = command(env, version, api, here=True, extra=("--bake-seconds", str(AWAY_BAKE_SECONDS)))
+    ended = time.monotonic()
+    finished.set()
+    took = ended - started
     ends, record = outcome(env, version, before)
     lost = rows_lost(env, title)
     said = " ".join((done.stdout + done.stderr).split())
     add_row(f"Prefect server away for {OUTAGE_SECONDS} s (connections closed, refused)",
             "deploy backend onward", version, ends, record, env, lost, took,
-            f"away from the deploy's task {at_outage[:1]}; "
+            f"away from the deploy's task {at_outage[:1]}, "
+            f"{ended - went_away[0] if went_away else 0:.1f} s before the release ended; "
             + ("released" if done.returncode == 0 else said[-150:]))  # fmt: skip
-    assert gone.is_set(), "the release never reached its backend's deploy"
+    assert went_away, "the release never reached its backend's deploy"
+    assert went_away[0] < ended - 1, "the outage began only as the release ended: it met nothing"
     assert lost == 0
     assert ends in ("new", "old"), ends
     assert (done.returncode == 0) == (ends == "new"), said[-2000:]
