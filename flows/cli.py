@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import sys
 import time
 import uuid
@@ -30,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from domain.retrying import retrying, spread
 
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 POLL_SECONDS = 0.5
@@ -82,18 +83,16 @@ def parameters_of(args: argparse.Namespace) -> dict[str, Any]:
 
 def retry_delays(draws: list[float]) -> list[float]:
     """The waits before each retry, given one uniform draw in [0, 1) per retry."""
-    return [d * (0.5 + u) for d, u in zip(RETRY_DELAYS, draws, strict=True)]
+    return spread(RETRY_DELAYS, draws)
 
 
-def retry_reason(answer: httpx.Response | None, error: Exception | None) -> str | None:
-    """Why a request may pass if sent again (a 503, a dropped connection), or None."""
-    if error is not None:
-        return (
-            f"{type(error).__name__}: {error}" if isinstance(error, httpx.TransportError) else None
-        )
-    if answer is not None and answer.status_code in RETRY_STATUSES:
-        return f"answered {answer.status_code}"
-    return None
+def answer_failure(answer: httpx.Response) -> str | None:
+    """Why an answer may be different if the request is sent again (a 503), or None."""
+    return f"answered {answer.status_code}" if answer.status_code in RETRY_STATUSES else None
+
+
+def tell(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 class Server:
@@ -107,27 +106,17 @@ class Server:
         self.sleep = sleep
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        delays = retry_delays([random.random() for _ in RETRY_DELAYS])
-        for attempt, delay in enumerate([*delays, None], start=1):
-            answer, error = None, None
-            try:
-                answer = self.client.request(method, path, **kwargs)
-            except httpx.HTTPError as exc:
-                error = exc
-            why = retry_reason(answer, error)
-            if why is None or delay is None:
-                if error is not None:
-                    raise error
-                assert answer is not None
-                return answer
-            print(
-                f"the Prefect server {why} to {method} {path}; "
-                f"attempt {attempt + 1} of {len(RETRY_DELAYS) + 1} in {delay:.1f} s",
-                file=sys.stderr,
-                flush=True,
-            )
-            self.sleep(delay)
-        raise AssertionError("unreachable: the last attempt returns or raises")
+        """One request, retried on RETRY_DELAYS while the server answers 429/502/503/504 or
+        the connection fails; each retry is told on stderr."""
+        return retrying(
+            lambda: self.client.request(method, path, **kwargs),
+            f"the Prefect server ({method} {path})",
+            delays=RETRY_DELAYS,
+            warn=tell,
+            transient=(httpx.TransportError,),
+            failed=answer_failure,
+            sleep=self.sleep,
+        )
 
     def deployment_id(self, name: str) -> str | None:
         answer = self.request("GET", f"/deployments/name/{name}")

@@ -8,11 +8,11 @@ clients do not retry in step, and logged, so a person sees a flaky dependency be
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from domain.retrying import retrying, spread
 from targets.runlog import run_logger
 
 R = TypeVar("R")
@@ -21,13 +21,12 @@ R = TypeVar("R")
 # usually passes at once; five attempts in about 4 s (a request failing 30 % of the time then
 # fails all five 0.24 % of the time). Anything longer is the step's retry policy.
 REQUEST_DELAYS = (0.25, 0.5, 1.0, 2.0)
-JITTER = 0.5
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
 def request_delays(draws: Sequence[float]) -> list[float]:
     """The waits before each retry, given one uniform draw in [0, 1) per retry."""
-    return [d * (1 - JITTER + 2 * JITTER * u) for d, u in zip(REQUEST_DELAYS, draws, strict=True)]
+    return spread(REQUEST_DELAYS, draws)
 
 
 def with_retries(
@@ -37,26 +36,18 @@ def with_retries(
     transient: tuple[type[BaseException], ...],
     sleep: Callable[[float], None] = time.sleep,
 ) -> R:
-    """`send()`, retried while it raises one of `transient` or `failed(answer)` says why the
-    answer may pass by itself (a 503). The last answer is returned, the last error raised: the
-    caller decides what they mean."""
-    delays = request_delays([random.random() for _ in REQUEST_DELAYS])
-    for attempt, delay in enumerate([*delays, None], start=1):
-        try:
-            answer = send()
-        except transient as exc:
-            if delay is None:
-                raise
-            why = f"{type(exc).__name__}: {exc}"
-        else:
-            why = failed(answer)
-            if why is None or delay is None:
-                return answer
-        run_logger().warning(
-            f"{what}: {why}; attempt {attempt + 1} of {len(REQUEST_DELAYS) + 1} in {delay:.2f} s"
-        )
-        sleep(delay)
-    raise AssertionError("unreachable: the last attempt returns or raises")
+    """`send()`, retried on REQUEST_DELAYS while it raises one of `transient` or `failed(answer)`
+    says why the answer may pass by itself (a 503), each retry logged to the run. The last answer
+    is returned, the last error raised: the caller decides what they mean."""
+    return retrying(
+        send,
+        what,
+        delays=REQUEST_DELAYS,
+        warn=lambda line: run_logger().warning(line),
+        transient=transient,
+        failed=failed,
+        sleep=sleep,
+    )
 
 
 def status_failure(status: int) -> str | None:

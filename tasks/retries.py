@@ -6,7 +6,6 @@ message says what to fix and retrying would only delay it.
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -14,6 +13,7 @@ from typing import Any, TypeVar
 from prefect.tasks import exponential_backoff
 
 from domain.errors import TransientError
+from domain.retrying import JITTER, retrying, spread
 from targets.runlog import run_logger
 
 R = TypeVar("R")
@@ -44,7 +44,6 @@ RETRIES: dict[str, Any] = {
 # a rolled-back child rolls back its parent). A Prefect retry there would switch the services
 # already deployed back at the first hiccup, while the retry goes on deploying the next one.
 DELAYS = (2.0, 4.0, 8.0)  # what RETRIES waits: exponential_backoff(backoff_factor=2), 3 retries
-JITTER = 0.5
 
 
 def in_transaction(attempt_seconds: float) -> dict[str, Any]:
@@ -58,22 +57,18 @@ def in_transaction(attempt_seconds: float) -> dict[str, Any]:
 def retry_delays(draws: Sequence[float]) -> list[float]:
     """The waits before each retry, given one uniform draw in [0, 1) per retry: each of DELAYS
     spread by ±JITTER, as Prefect spreads them."""
-    return [d * (1 - JITTER + 2 * JITTER * u) for d, u in zip(DELAYS, draws, strict=True)]
+    return spread(DELAYS, draws)
 
 
 def retried(step: Callable[[], R], what: str, sleep: Callable[[float], None] = time.sleep) -> R:
     """`step()`, retried after a transient failure (RETRYABLE) on RETRIES' schedule, each retry
     logged; anything else, or the last transient failure, is raised as it is."""
-    delays = retry_delays([random.random() for _ in DELAYS])
-    for attempt, delay in enumerate([*delays, None], start=1):
-        try:
-            return step()
-        except RETRYABLE as exc:
-            if delay is None:
-                raise
-            run_logger().warning(
-                f"{what}: {str(exc) or type(exc).__name__} (transient); attempt {attempt + 1} of "
-                f"{len(DELAYS) + 1} in {delay:.1f} s"
-            )
-            sleep(delay)
-    raise AssertionError("unreachable: the last attempt returns or raises")
+    return retrying(
+        step,
+        what,
+        delays=DELAYS,
+        warn=lambda line: run_logger().warning(line),
+        transient=RETRYABLE,
+        reason=lambda exc: f"{str(exc) or type(exc).__name__} (transient)",
+        sleep=sleep,
+    )

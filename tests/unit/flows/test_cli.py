@@ -10,7 +10,7 @@ import json
 import httpx
 import pytest
 
-from flows.cli import RETRY_DELAYS, Server, retry_delays, retry_reason
+from flows.cli import RETRY_DELAYS, Server, answer_failure, retry_delays
 
 
 def test_retry_delays_stay_within_half_of_the_plan_either_way():
@@ -24,13 +24,20 @@ def test_retry_delays_stay_within_half_of_the_plan_either_way():
 )
 def test_which_answers_are_retried(status, retried):
     answer = httpx.Response(status)
-    assert (retry_reason(answer, None) is not None) == retried
+    assert (answer_failure(answer) is not None) == retried
 
 
 def test_a_dropped_connection_is_retried_a_bug_is_not():
-    assert retry_reason(None, httpx.ConnectError("refused")) == "ConnectError: refused"
-    assert retry_reason(None, httpx.UnsupportedProtocol("ftp")) is not None  # a TransportError
-    assert retry_reason(None, httpx.DecodingError("bad")) is None
+    server, (seen, waits) = server_answering(
+        [httpx.ConnectError("refused"), httpx.UnsupportedProtocol("ftp"), httpx.Response(200)]
+    )
+    assert server.request("GET", "/health").status_code == 200
+    assert (len(seen), len(waits)) == (3, 2)
+
+    server, (seen, waits) = server_answering([httpx.DecodingError("bad"), httpx.Response(200)])
+    with pytest.raises(httpx.DecodingError):
+        server.request("GET", "/health")
+    assert (len(seen), waits) == (1, [])
 
 
 def server_answering(answers: list[httpx.Response | Exception]) -> tuple[Server, list]:
@@ -61,7 +68,7 @@ def test_a_run_is_started_once_through_503s_and_a_dropped_answer(capsys):
     assert len(seen) == 3 and len(keys) == 1, keys
     assert len(waits) == 2
     err = capsys.readouterr().err
-    assert "answered 503 to POST /deployments/d1/create_flow_run; attempt 2 of 8" in err
+    assert "(POST /deployments/d1/create_flow_run): answered 503; attempt 2 of 8" in err
     assert "ReadError: reset" in err
 
 
