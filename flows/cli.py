@@ -39,10 +39,11 @@ LOG_DRAIN_SECONDS = 10  # logs reach the server a moment after the run's last st
 LOG_LOOKBACK_SECONDS = 10
 LOG_PAGE = 200
 LEVELS = {10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL"}
-# Waits before each retry of one request to the server (jittered by half either way): about 30 s
-# in all, so a server restarting, or a proxy in front of it answering 503 for a moment, costs the
-# command a pause instead of a traceback while the release goes on.
-RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0)
+# Waits before each retry of one request to the server (jittered by half either way): about 60 s
+# in all, so a server restarting (14 s here, longer on a busy machine), or a proxy in front of it
+# answering 503 for a moment, costs the command a pause instead of a traceback while the release
+# goes on. Even the shortest draw waits 32 s.
+RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0, 8.0, 8.0, 8.0, 8.0)
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 
 
@@ -212,11 +213,29 @@ class LogPrinter:
         print(f"{stamp:%H:%M:%S.%f}"[:12] + f" | {level:<7} | {where}{log['message']}", flush=True)
 
 
+def waiting_for(state: dict[str, Any]) -> str | None:
+    """What a run that is not going on is waiting for, in a person's words, or None."""
+    if state["type"] == "PAUSED":
+        return "waiting for a person's approval"
+    if state["name"] == "Late":
+        return (
+            "waiting for a worker: none has taken the run since it was due (Late); is the "
+            "deployment's worker running? `scripts/stack.sh status` says, `scripts/stack.sh up` "
+            "starts it"
+        )
+    if state["name"] == "AwaitingConcurrencySlot":
+        return (
+            "waiting for its turn: the deployment runs one release at a time and another is "
+            "in progress (AwaitingConcurrencySlot)"
+        )
+    return None
+
+
 def follow(server: Server, run_id: str) -> dict[str, Any]:
     """Print the run's logs until it ends (bounded); its final state."""
     printer = LogPrinter(server, run_id)
     deadline = time.monotonic() + FOLLOW_HOURS * 3600
-    said_paused = False
+    said_waiting: str | None = None
     while time.monotonic() < deadline:
         printer.print_new()
         state = server.flow_run(run_id)["state"]
@@ -227,9 +246,10 @@ def follow(server: Server, run_id: str) -> dict[str, Any]:
                 time.sleep(POLL_SECONDS / 2)
                 printer.print_new()
             return state
-        if state["type"] == "PAUSED" and not said_paused:
-            print(f"waiting for a person's approval: {server.link(run_id)}", flush=True)
-        said_paused = state["type"] == "PAUSED"
+        waiting = waiting_for(state)
+        if waiting and waiting != said_waiting:
+            print(f"{waiting}: {server.link(run_id)}", flush=True)
+        said_waiting = waiting
         time.sleep(POLL_SECONDS)
     raise SystemExit(f"still running after {FOLLOW_HOURS} h; follow it at {server.link(run_id)}")
 

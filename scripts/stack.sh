@@ -4,6 +4,9 @@
 #   scripts/stack.sh up      install what is missing, start what is not running (safe to run twice)
 #   scripts/stack.sh status  say what runs, with PIDs and addresses
 #   scripts/stack.sh down    stop what this script started (by the PIDs it recorded), keep the data
+#   scripts/stack.sh restart prefect|launcher|worker
+#                            stop one of them by its recorded PID and start it again (an upgrade,
+#                            a changed setting); runs in flight carry on (see README, "Restarts")
 #   scripts/stack.sh env     print the environment variables the other scripts and tests use
 #
 # Components: Docker Engine (no bridge, no iptables; containers use host networking), a distribution
@@ -74,9 +77,19 @@ VENV=$ROOT/.venv
 say() { printf '[stack] %s\n' "$*"; }
 die() { printf '[stack] ERROR: %s\n' "$*" >&2; exit 1; }
 
-running() { # running NAME: the PID recorded for NAME is alive
-  local f=$PIDS/$1.pid
-  [[ -s $f ]] && kill -0 "$(cat "$f")" 2>/dev/null
+# What each component's command line contains: after a reboot the PID files stay, and their
+# numbers may belong to another process by then (or to a thread of one, which `kill -0` accepts).
+declare -A COMMAND_OF=([dockerd]=dockerd [registry]=registry [postgres]=postgres [haproxy]=haproxy
+  [moto]=moto_server [prefect]="server start" [launcher]=launcher.warm [worker]="worker start")
+
+running() { # running NAME: the PID recorded for NAME is a live process running NAME's command
+  local f=$PIDS/$1.pid pid
+  [[ -s $f ]] || return 1
+  pid=$(head -1 "$f")
+  [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+  # a thread's id answers kill -0 and has a /proc entry; only a process leads its thread group
+  [[ $(awk '/^Tgid:/ {print $2}' "/proc/$pid/status" 2>/dev/null) == "$pid" ]] || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "${COMMAND_OF[$1]}"
 }
 
 wait_for() { # wait_for WHAT SECONDS COMMAND...: bounded wait with progress
@@ -267,6 +280,11 @@ start_prefect() {
   fi
   mkdir -p "$PREFECT_HOME" "$PREFECT_LOCAL_STORAGE_PATH"
   # The connection URL (with its password) goes to the server process only, never to clients.
+  # Concurrency leases (each environment's lock, each deployment's one run at a time) are kept
+  # on disk, not in the server's memory (Prefect's default): a restart of the server during a
+  # release would otherwise forget the release's lease, so its slot could never be given back
+  # and the environment would stay locked for good (tests/faults/test_server_restart.py).
+  PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE=prefect.server.concurrency.lease_storage.filesystem \
   PREFECT_API_DATABASE_CONNECTION_URL="postgresql+asyncpg://prefect:$(cat "$FM_STACK_DIR/postgres/prefect-password")@127.0.0.1:$FM_POSTGRES_PORT/prefect" \
     nohup "$VENV/bin/prefect" server start --host 127.0.0.1 --port "$FM_PREFECT_PORT" >"$LOGS/prefect.log" 2>&1 &
   echo $! >"$PIDS/prefect.pid"
@@ -357,6 +375,17 @@ cmd_down() {
   fi
 }
 
+cmd_restart() {
+  local name=${1:-}
+  case $name in
+    prefect | launcher | worker) ;;
+    *) die "restart what? name one of: prefect, launcher, worker" ;;
+  esac
+  mkdir -p "$PIDS" "$LOGS"
+  stop_one "$name"
+  "start_$name"
+}
+
 cmd_status() {
   for name in dockerd registry postgres haproxy moto prefect launcher worker; do
     if running "$name"; then say "$name: running (pid $(cat "$PIDS/$name.pid"))"; else say "$name: not running"; fi
@@ -378,5 +407,6 @@ case ${1:-up} in
   down) cmd_down ;;
   status) cmd_status ;;
   env) cmd_env ;;
-  *) die "unknown command '${1}'; use up, down, status or env" ;;
+  restart) cmd_restart "${2:-}" ;;
+  *) die "unknown command '${1}'; use up, down, restart, status or env" ;;
 esac

@@ -10,13 +10,15 @@ import json
 import httpx
 import pytest
 
-from flows.cli import RETRY_DELAYS, Server, answer_failure, retry_delays
+from flows.cli import RETRY_DELAYS, Server, answer_failure, retry_delays, waiting_for
 
 
 def test_retry_delays_stay_within_half_of_the_plan_either_way():
-    assert retry_delays([0.0] * 7) == [d * 0.5 for d in RETRY_DELAYS]
-    assert retry_delays([0.5] * 7) == list(RETRY_DELAYS)
-    assert 25 < sum(retry_delays([0.5] * 7)) < 35  # a server's restart, not a hang
+    n = len(RETRY_DELAYS)
+    assert retry_delays([0.0] * n) == [d * 0.5 for d in RETRY_DELAYS]
+    assert retry_delays([0.5] * n) == list(RETRY_DELAYS)
+    assert sum(retry_delays([0.0] * n)) > 30  # a server's restart (14 s here) even at the least
+    assert sum(retry_delays([0.999] * n)) < 100  # not a hang
 
 
 @pytest.mark.parametrize(
@@ -68,18 +70,33 @@ def test_a_run_is_started_once_through_503s_and_a_dropped_answer(capsys):
     assert len(seen) == 3 and len(keys) == 1, keys
     assert len(waits) == 2
     err = capsys.readouterr().err
-    assert "(POST /deployments/d1/create_flow_run): answered 503; attempt 2 of 8" in err
+    assert "(POST /deployments/d1/create_flow_run): answered 503; attempt 2 of 12" in err
     assert "ReadError: reset" in err
 
 
 def test_a_server_that_stays_away_fails_the_command_after_the_last_attempt():
-    server, (seen, waits) = server_answering([httpx.Response(503)] * 8)
+    server, (seen, waits) = server_answering([httpx.Response(503)] * (len(RETRY_DELAYS) + 1))
     with pytest.raises(httpx.HTTPStatusError):
         server.flow_run("r1")
-    assert len(seen) == 8 and len(waits) == 7
+    assert len(seen) == len(RETRY_DELAYS) + 1 and len(waits) == len(RETRY_DELAYS)
 
 
 def test_an_answer_that_is_an_error_is_not_retried():
     server, (seen, waits) = server_answering([httpx.Response(404), httpx.Response(200)])
     assert server.deployment_id("release/none") is None
     assert len(seen) == 1 and waits == []
+
+
+@pytest.mark.parametrize(
+    ("state", "said"),
+    [
+        ({"type": "PAUSED", "name": "Suspended"}, "approval"),
+        ({"type": "SCHEDULED", "name": "AwaitingConcurrencySlot"}, "AwaitingConcurrencySlot"),
+        ({"type": "SCHEDULED", "name": "Late"}, "scripts/stack.sh up"),
+        ({"type": "RUNNING", "name": "Running"}, None),
+        ({"type": "PENDING", "name": "Pending"}, None),
+    ],
+)
+def test_a_run_that_waits_says_what_for(state, said):
+    told = waiting_for(state)
+    assert (told is None) if said is None else (said in told)
