@@ -30,6 +30,7 @@ from prefect.client.schemas.filters import (
     FlowFilterName,
     FlowRunFilter,
     FlowRunFilterExpectedStartTime,
+    FlowRunFilterId,
     FlowRunFilterStartTime,
     FlowRunFilterState,
     FlowRunFilterStateType,
@@ -41,7 +42,7 @@ from prefect.deployments import run_deployment
 from prefect.states import State
 
 from tests.integration.conftest import stack  # noqa: F401  (the stack must be up)
-from tests.support.scratch import new_code
+from tests.support.scratch import new_code, stack_dir
 
 pytestmark = pytest.mark.e2e
 
@@ -200,3 +201,32 @@ def no_run_outlives_its_test() -> Iterator[None]:
         timeout=120,
         every=2,
     )
+
+
+def run_pid(run_id: Any) -> int:
+    """The run's process: the launcher's child (its log names it), else the worker's one."""
+    log = stack_dir() / "logs" / "launcher.log"
+
+    def found() -> int | None:
+        match = re.search(rf"flow run {run_id}: started as pid (\d+)", log.read_text())
+        if match:
+            return int(match.group(1))
+        pid = read(run_id).infrastructure_pid
+        return int(str(pid).rpartition(":")[2]) if pid else None
+
+    return wait_until("the run's process id", found, timeout=60, every=0.05)
+
+
+def task_seen(run_id: Any, prefix: str, occurrence: int) -> str | None:
+    """The state of the `occurrence`-th task run named `prefix...`, once it exists."""
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id]))
+        )
+    matching = sorted(
+        (r for r in runs if r.name.startswith(prefix)), key=lambda r: r.expected_start_time
+    )
+    if len(matching) < occurrence:
+        return None
+    state = matching[occurrence - 1].state
+    return state.name if state else "Scheduled"

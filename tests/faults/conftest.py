@@ -6,6 +6,8 @@ benchmarks/results/faults-<time>.md (`scripts/test.sh tests/faults` runs only th
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import stack  # noqa: F401  (the stack must be up)
+from tests.support.faultproxy import FaultProxy, PostgresFaultProxy
+from tests.support.scratch import stack_dir
 
 RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
 
@@ -52,3 +56,32 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     out = RESULTS / f"faults-{datetime.now(UTC):%Y%m%dT%H%M%S}.md"
     out.write_text(table)
     terminalreporter.write_line(f"written to {out}")
+
+
+@dataclass
+class Proxies:
+    registry: FaultProxy
+    engine: FaultProxy
+    database: PostgresFaultProxy
+
+    def clear(self) -> None:
+        self.registry.share_503 = 0.0
+        self.registry.rules.clear()
+        self.engine.rules.clear()
+        self.database.refuse.clear()
+
+
+@pytest.fixture(scope="module")
+def proxies() -> Iterator[Proxies]:
+    """The registry, the Docker engine and PostgreSQL, each behind a fault proxy of its own (one
+    set per test module)."""
+    made = Proxies(
+        registry=FaultProxy("127.0.0.1", int(os.environ.get("FM_REGISTRY_PORT", "5000"))),
+        engine=FaultProxy("", 0, upstream_unix=str(stack_dir() / "docker.sock")),
+        database=PostgresFaultProxy("127.0.0.1", int(os.environ.get("FM_POSTGRES_PORT", "5433"))),
+    )
+    for proxy in (made.registry, made.engine, made.database):
+        proxy.start()
+    yield made
+    for proxy in (made.registry, made.engine, made.database):
+        proxy.stop()

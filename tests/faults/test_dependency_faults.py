@@ -19,7 +19,6 @@ and a failed probe is never retried, by design (tasks/checks.py).
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -31,8 +30,8 @@ from prefect.variables import Variable
 from domain.records import ReleaseRecord
 from flows.release import release
 from tasks.records import variable_name
-from tests.faults.conftest import MATRIX, Row
-from tests.support.faultproxy import FaultProxy, PostgresFaultProxy, Rule
+from tests.faults.conftest import MATRIX, Proxies, Row
+from tests.support.faultproxy import Rule
 from tests.support.scratch import (
     Scratch,
     app_psql,
@@ -41,23 +40,10 @@ from tests.support.scratch import (
     lock_slots,
     remove_environment,
     served_versions,
-    stack_dir,
     with_migration,
 )
 
 pytestmark = pytest.mark.integration
-
-
-@dataclass
-class Proxies:
-    registry: FaultProxy
-    engine: FaultProxy
-    database: PostgresFaultProxy
-
-    def clear(self) -> None:
-        self.registry.rules.clear()
-        self.engine.rules.clear()
-        self.database.refuse.clear()
 
 
 @dataclass
@@ -127,20 +113,6 @@ FAULTS = [
     ),
 ]
 TRANSIENT_TIMES = 1
-
-
-@pytest.fixture(scope="module")
-def proxies() -> Iterator[Proxies]:
-    made = Proxies(
-        registry=FaultProxy("127.0.0.1", int(os.environ.get("FM_REGISTRY_PORT", "5000"))),
-        engine=FaultProxy("", 0, upstream_unix=str(stack_dir() / "docker.sock")),
-        database=PostgresFaultProxy("127.0.0.1", int(os.environ.get("FM_POSTGRES_PORT", "5433"))),
-    )
-    for proxy in (made.registry, made.engine, made.database):
-        proxy.start()
-    yield made
-    for proxy in (made.registry, made.engine, made.database):
-        proxy.stop()
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ note says which.
 from __future__ import annotations
 
 import os
-import re
 import signal
 import time
 from datetime import UTC, datetime
@@ -23,8 +22,6 @@ from typing import Any
 
 import httpx
 import pytest
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import StateType
 from prefect.variables import Variable
 
@@ -34,14 +31,15 @@ from tests.e2e.conftest import (
     SANDBOX_FRONTEND,
     code,
     log_messages,
-    read,
+    run_pid,
     runs_of,
     start,
+    task_seen,
     wait_final,
     wait_until,
 )
 from tests.faults.conftest import MATRIX, Row
-from tests.support.scratch import app_psql, app_query, stack_dir
+from tests.support.scratch import app_psql, app_query
 
 pytestmark = pytest.mark.e2e
 
@@ -104,35 +102,6 @@ def release_and_wait(version: str, new_migration: bool = False, **parameters: An
 def rows_titled(title: str) -> int:
     """How many pages rows of `sandbox` carry `title`, read with psql as the app's role."""
     return int(app_query(f"SELECT count(*) FROM pages WHERE title = '{title}'"))
-
-
-def run_pid(run_id: Any) -> int:
-    """The run's process: the launcher's child (its log names it), else the worker's one."""
-    log = stack_dir() / "logs" / "launcher.log"
-
-    def found() -> int | None:
-        match = re.search(rf"flow run {run_id}: started as pid (\d+)", log.read_text())
-        if match:
-            return int(match.group(1))
-        pid = read(run_id).infrastructure_pid
-        return int(str(pid).rpartition(":")[2]) if pid else None
-
-    return wait_until("the run's process id", found, timeout=60, every=0.05)
-
-
-def task_seen(run_id: Any, prefix: str, occurrence: int) -> str | None:
-    """The state of the `occurrence`-th task run named `prefix...`, once it exists."""
-    with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id]))
-        )
-    matching = sorted(
-        (r for r in runs if r.name.startswith(prefix)), key=lambda r: r.expected_start_time
-    )
-    if len(matching) < occurrence:
-        return None
-    state = matching[occurrence - 1].state
-    return state.name if state else "Scheduled"
 
 
 def next_release_works(version: str) -> tuple[bool, float]:

@@ -36,6 +36,7 @@ from benchmarks.wrk import Wrk
 from flows.release import release
 from flows.rollback import rollback
 from tests.integration.conftest import TestEnvironment, task_states
+from tests.support.payload import Editor
 from tests.support.scratch import create_environment, new_code, remove_environment
 
 REPO = Path(__file__).resolve().parents[3]
@@ -131,41 +132,6 @@ def table_by_reader(env: TestEnvironment, image: str) -> list[str]:
         client.close()
     rows = json.loads(out.decode().strip().splitlines()[-1])["rows"]
     return [f"{name}:{batch}" for name, batch in rows]
-
-
-class Editor:
-    """An editor using Payload's REST API: the first user, then uploads and pages."""
-
-    def __init__(self, base: str) -> None:
-        self.base = base
-        self.headers: dict[str, str] = {}
-
-    def sign_up(self) -> None:
-        body = {"email": f"editor-{RUN}@example.invalid", "password": f"pw-{uuid.uuid4().hex}"}
-        answer = httpx.post(f"{self.base}/api/users/first-register", json=body, timeout=30)
-        answer.raise_for_status()
-        self.headers = {"Authorization": f"JWT {answer.json()['token']}"}
-
-    def upload(self, name: str, content: bytes) -> str:
-        answer = httpx.post(
-            f"{self.base}/api/media",
-            headers=self.headers,
-            files={"file": (name, content, "image/png")},
-            data={"_payload": '{"alt": "the logo"}'},
-            timeout=30,
-        )
-        assert answer.status_code == 201, f"upload: {answer.status_code} {answer.text[:2000]}"
-        return answer.json()["doc"]["filename"]
-
-    def media(self, filename: str) -> bytes:
-        answer = httpx.get(f"{self.base}/api/media/file/{filename}", timeout=30)
-        answer.raise_for_status()
-        return answer.content
-
-    def add_page(self, **fields: str) -> dict:
-        answer = httpx.post(f"{self.base}/api/pages", headers=self.headers, json=fields, timeout=30)
-        answer.raise_for_status()
-        return answer.json()["doc"]
 
 
 SEEN: dict[str, str] = {}  # what an earlier test of this module made (it runs in file order)

@@ -1,0 +1,43 @@
+"""Payload CMS as an editor uses it: its REST API (the real stack's backend)."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+
+
+class Editor:
+    """An editor using Payload's REST API: the first user, then uploads and pages."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.headers: dict[str, str] = {}
+
+    def sign_up(self) -> None:
+        tag = uuid.uuid4().hex[:8]
+        body = {"email": f"editor-{tag}@example.invalid", "password": f"pw-{uuid.uuid4().hex}"}
+        answer = httpx.post(f"{self.base}/api/users/first-register", json=body, timeout=30)
+        answer.raise_for_status()
+        self.headers = {"Authorization": f"JWT {answer.json()['token']}"}
+
+    def upload(self, name: str, content: bytes) -> str:
+        answer = httpx.post(
+            f"{self.base}/api/media",
+            headers=self.headers,
+            files={"file": (name, content, "image/png")},
+            data={"_payload": '{"alt": "the logo"}'},
+            timeout=30,
+        )
+        assert answer.status_code == 201, f"upload: {answer.status_code} {answer.text[:2000]}"
+        return answer.json()["doc"]["filename"]
+
+    def media(self, filename: str) -> bytes:
+        answer = httpx.get(f"{self.base}/api/media/file/{filename}", timeout=30)
+        answer.raise_for_status()
+        return answer.content
+
+    def add_page(self, **fields: str) -> dict:
+        answer = httpx.post(f"{self.base}/api/pages", headers=self.headers, json=fields, timeout=30)
+        answer.raise_for_status()
+        return answer.json()["doc"]
