@@ -1,35 +1,41 @@
 """The fault matrix on the real stack (examples/flowmasters-payload: Payload CMS 3 and Next.js):
-one scratch environment described like `local`, whose registry and Docker engine are reached
-through fault proxies, with an editor's page in Payload from before the faults.
+one scratch environment described like `local`, whose registry, Docker engine and PostgreSQL are
+reached through fault proxies, with an editor's page in Payload from before the faults.
 
-Each case releases a change to the frontend only, as most releases of a site are: the backend is
-kept (not built, pushed or deployed) and its content must not move. The real images are what
+The first cases release a change to the frontend only, as most releases of a site are: the
+backend is kept (not built, pushed or deployed) and its content must not move. The real images are what
 makes this worth running apart from the stand-ins: the frontend's Next.js image has many large
 layers, so a flaky registry meets many more requests, and the app's health and versions are
 Next.js's and Payload's own.
 
 - the registry answers 503 to 20 % of requests: released through the request-level retries, no
   layer uploaded twice once it was;
-- the engine answers 503 to the frontend's container create, for good: failed, nothing changed;
 - the release's process (a worker's run, the warm launcher's child) SIGKILLed while the frontend
   deploys: the run is Crashed, and the crash rollback returns the environment to one version.
   The rollback is started by the test with the parameters the automation passes: a scratch
   environment has no automation of its own; the automation itself is tested on `sandbox`
-  (test_killed_release.py, tests/e2e/test_crash_rollback.py).
+  (test_killed_release.py, tests/e2e/test_crash_rollback.py);
+- a backend change with a migration (tests/fixtures/payload/v2) while the database closes the
+  migrations' first connection: the sample app's scripts/migrate.mjs exits 75 before Payload
+  runs, the step retries, and Payload applies the migration: released. (Payload's CLI alone
+  exits 1, final by the migration contract: README, "Migrations".) One case only: each release
+  with a migration costs a build of the backend, about two minutes here. It comes last and is
+  also the release that proves the environment works after the faults before it.
 
-Not here, and why: a database fault during Payload's migration. Payload's CLI exits 1 when it
-loses the database, which the migration contract treats as final (README, "Migrations"), so the
-result is the real-stack tier's failing migration; and each case with a migration costs a build of
-the backend (about two minutes here).
+The other faults of the matrix (a refused container, a failed backup, each step killed) depend on
+the pipeline, not on the app, and run on the stand-ins (test_dependency_faults.py,
+test_killed_release.py), where a release takes seconds.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -43,7 +49,6 @@ from tasks.records import variable_name
 from tests.e2e.conftest import run_pid, start, task_seen, wait_final, wait_until
 from tests.faults.conftest import MATRIX, Proxies, Row
 from tests.faults.test_registry import UPLOAD_DONE
-from tests.support.faultproxy import Rule
 from tests.support.payload import Editor
 from tests.support.scratch import (
     Scratch,
@@ -58,6 +63,9 @@ from tests.support.scratch import (
 pytestmark = pytest.mark.integration
 
 SHARE = 0.2
+OVERLAYS = Path(__file__).resolve().parents[1] / "fixtures" / "payload"
+SUMMARY = "20261202_044927_page_summary"  # the v2 overlay's migration
+MIGRATE_SESSION = "flowmasters-migrate"  # PGAPPNAME of the migration command's container
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +74,7 @@ def cms(tmp_path_factory: pytest.TempPathFactory, proxies: Proxies) -> Iterator[
         target = description["target"]
         target["registry"] = proxies.registry.address
         target["docker_host"] = f"tcp://{proxies.engine.address}"
+        target["database"]["port"] = proxies.database.port
         description["checks"]["window_seconds"] = 2
 
     scratch = create_environment(
@@ -157,29 +166,6 @@ def test_a_real_frontend_through_a_registry_failing_a_fifth_of_requests(cms, pro
     assert record(cms).status == "succeeded"
 
 
-def test_a_real_frontend_whose_container_cannot_be_created(cms, proxies):
-    before, rows = serving(cms), pages(cms)
-    proxies.engine.rules.append(
-        Rule(rf"^POST /v[\d.]+/containers/create\?name=fm-{cms.name}-frontend-")
-    )
-    started = time.monotonic()
-    try:
-        state = release(cms.name, "no-create", frontend_change(cms, "no-create"), return_state=True)
-    finally:
-        proxies.clear()
-    took = time.monotonic() - started
-    now, lost = serving(cms), rows - pages(cms)
-    message = " ".join((state.message or "").split())
-    add_row("engine answers 503 to the frontend's container create, for good", "deploy frontend",
-            cms, before, now, "no-create", lost, took, message[:150])  # fmt: skip
-    assert not state.is_completed()
-    assert "503" in message, message
-    assert now == before, now
-    assert lost == 0
-    assert lock_slots(cms.name) == 0
-    assert record(cms).status in ("failed", "rolled_back"), record(cms)
-
-
 def test_a_real_release_killed_while_its_frontend_deploys(cms):
     before, rows = serving(cms), pages(cms)
     run = start(f"release/{cms.name}", version="killed", source=frontend_change(cms, "killed"))
@@ -206,9 +192,40 @@ def test_a_real_release_killed_while_its_frontend_deploys(cms):
     assert lock_slots(cms.name) == 0
 
 
-def test_a_clean_real_release_after_the_faults(cms):
-    rows = pages(cms)
-    state = release(cms.name, "after", frontend_change(cms, "after"), return_state=True)
+def test_payload_migrating_while_the_database_drops_its_first_connection(cms, proxies):
+    before, rows = serving(cms), pages(cms)
+    shutil.copytree(OVERLAYS / "v2", cms.source, dirs_exist_ok=True)  # a migration: page summary
+    new_code(cms.source, before[1], services=("frontend",))  # the frontend's code as it serves
+    source = str(new_code(cms.source, "migrate-once", services=("backend",)))
+    proxies.database.log.clear()
+    proxies.database.refuse[MIGRATE_SESSION] = 1
+    started = time.monotonic()
+    try:
+        state = release(cms.name, "migrate-once", source, return_state=True)
+    finally:
+        proxies.clear()
+    took = time.monotonic() - started
+    now, lost = serving(cms), rows - pages(cms)
+    sessions = [refused for name, refused in proxies.database.log if name == MIGRATE_SESSION]
+    applied = app_query(
+        f"SELECT count(*) FROM payload_migrations WHERE name = '{SUMMARY}'", cms.database
+    )
+    MATRIX.append(
+        Row(
+            fault="real stack: database closes the migrations' first connection",
+            step="migrate (Payload, through scripts/migrate.mjs)",
+            end_state=f"{'released' if state.is_completed() else 'failed'}; services "
+            f"{'new' if now[0] == 'migrate-once' else now}, migration applied: {applied}",
+            rows_lost=lost,
+            recovered_s=took,
+            note=f"lock {'free' if lock_slots(cms.name) == 0 else 'HELD'}; {len(sessions)} "
+            f"migration sessions, {sum(sessions)} closed; "
+            + ("released" if state.is_completed() else str(state.message)[:150]),
+        )
+    )
+    assert sessions[:1] == [True], "the fault never met the migrations' connection"
     assert state.is_completed(), state.message
-    assert serving(cms)[1] == "after"
-    assert pages(cms) == rows
+    assert now == ("migrate-once", before[1], "migrate-once"), now
+    assert applied == "1"
+    assert lost == 0
+    assert lock_slots(cms.name) == 0
