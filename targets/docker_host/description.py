@@ -35,7 +35,9 @@ def register(name: str, target: dict[str, Any]) -> DockerHostTarget:
         docker_host=docker_host,
         registry=target["registry"],
         database=database,
-        proxy_admin_socket=str(proxy_dir / "admin.sock"),
+        # HAProxy's runtime API: proxy_dir/admin.sock, as scripts/stack.sh configures it, unless
+        # the description names another (a packaged HAProxy's is often /run/haproxy/admin.sock).
+        proxy_admin_socket=target.get("proxy_admin_socket", str(proxy_dir / "admin.sock")),
         proxy_config_dir=str(proxy_dir / "conf.d"),
         proxy_pidfile=str(proxy_dir.parent / "pids" / "haproxy.pid"),
         backup_dir=target["backup_dir"],

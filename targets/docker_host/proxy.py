@@ -204,13 +204,29 @@ class HaproxyAdmin:
             ) from exc
         except OSError as exc:
             raise TransientError(f"HAProxy admin socket {self.socket_path}: {exc}") from exc
+        if not chunks:
+            # HAProxy answers every command with at least a newline. Nothing at all is a
+            # connection closed before the answer: a worker going away in a reload or a
+            # restart. Whether a `set` applied is unknown, and each is safe to send again.
+            raise TransientError(
+                f"HAProxy admin socket {self.socket_path} closed the connection without "
+                f"answering `{line}` (a reload or restart of HAProxy?)"
+            )
         reply = b"".join(chunks).decode()
         if any(word in reply for word in ("No such", "Unknown command", "Require")):
             raise ReleaseError(f"HAProxy refused `{line}`: {reply.strip()}")
         return reply
 
     def states(self) -> dict[tuple[str, str], ServerState]:
-        return parse_stat(self.command("show stat"))
+        reply = self.command("show stat")
+        if not reply.endswith("\n\n"):
+            # HAProxy ends the table with an empty line; without it the answer was cut short,
+            # and a server missing from it would read as "no live slot".
+            raise TransientError(
+                f"HAProxy admin socket {self.socket_path}: the answer to `show stat` was cut "
+                f"short after {len(reply)} bytes"
+            )
+        return parse_stat(reply)
 
     def set_state(self, backend: str, slot: int, state: str) -> None:
         self.command(f"set server {backend}/{server_name(slot)} state {state}")

@@ -7,15 +7,18 @@ benchmarks/results/faults-<time>.md (`scripts/test.sh tests/faults` runs only th
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.integration.conftest import stack  # noqa: F401  (the stack must be up)
-from tests.support.faultproxy import FaultProxy, PostgresFaultProxy
+from tests.support.faultproxy import FaultProxy, LineFaultProxy, PostgresFaultProxy
 from tests.support.scratch import stack_dir
 
 RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
@@ -63,25 +66,48 @@ class Proxies:
     registry: FaultProxy
     engine: FaultProxy
     database: PostgresFaultProxy
+    admin: LineFaultProxy  # HAProxy's runtime API
 
     def clear(self) -> None:
         self.registry.share_503 = 0.0
         self.registry.rules.clear()
         self.engine.rules.clear()
         self.database.refuse.clear()
+        self.admin.clear()
+
+    def through(self, checks_window: int) -> Callable[[str, dict[str, Any]], None]:
+        """An `edit` for create_environment: the environment reaches its registry, engine,
+        database and HAProxy admin socket through these proxies, with a short checks window
+        (the steps before the checks are under test)."""
+
+        def edit(_name: str, description: dict[str, Any]) -> None:
+            target = description["target"]
+            target["registry"] = self.registry.address
+            target["docker_host"] = f"tcp://{self.engine.address}"
+            target["database"]["port"] = self.database.port
+            target["proxy_admin_socket"] = self.admin.path
+            description["checks"]["window_seconds"] = checks_window
+
+        return edit
 
 
 @pytest.fixture(scope="module")
 def proxies() -> Iterator[Proxies]:
-    """The registry, the Docker engine and PostgreSQL, each behind a fault proxy of its own (one
-    set per test module)."""
+    """The registry, the Docker engine, PostgreSQL and HAProxy's admin socket, each behind a
+    fault proxy of its own (one set per test module)."""
+    sockets = tempfile.mkdtemp(prefix="fm-admin-")  # short: a unix socket path has 108 bytes
     made = Proxies(
         registry=FaultProxy("127.0.0.1", int(os.environ.get("FM_REGISTRY_PORT", "5000"))),
         engine=FaultProxy("", 0, upstream_unix=str(stack_dir() / "docker.sock")),
         database=PostgresFaultProxy("127.0.0.1", int(os.environ.get("FM_POSTGRES_PORT", "5433"))),
+        admin=LineFaultProxy(
+            str(stack_dir() / "haproxy" / "admin.sock"), os.path.join(sockets, "admin.sock")
+        ),
     )
-    for proxy in (made.registry, made.engine, made.database):
+    started = (made.registry, made.engine, made.database, made.admin)
+    for proxy in started:
         proxy.start()
     yield made
-    for proxy in (made.registry, made.engine, made.database):
+    for proxy in started:
         proxy.stop()
+    shutil.rmtree(sockets, ignore_errors=True)

@@ -1,24 +1,33 @@
 """Each step's dependency fails for real, for good (a permanent fault) and once (a transient
-one), on a scratch environment that reaches the registry, the Docker engine and PostgreSQL
-through fault proxies (tests/support/faultproxy.py): the registry answers 503 to its ping or its
-layer uploads, the engine to a build or to the create of one service's container, the database
-closes the connection of the backup (`pg_dump`) or of the migrations (each names itself with
-PGAPPNAME, as the pipeline's sessions do).
+one), on a scratch environment that reaches the registry, the Docker engine, PostgreSQL and
+HAProxy's admin socket through fault proxies (tests/support/faultproxy.py): the registry answers
+503 to its ping or its layer uploads, the engine to a build or to the create of one service's
+container, the database closes the connection of the backup (`pg_dump`) or of the migrations
+(each names itself with PGAPPNAME, as the pipeline's sessions do), and HAProxy's admin socket
+closes the connection of the edge step's reads of its state without answering, as an HAProxy
+worker that goes away in a reload does.
 
 After a permanent fault the release fails, says which dependency failed, and leaves the
 environment as it was: both services on the previous version, the schema unchanged, no row lost,
 the lock free. After a transient one the release succeeds through its retries, on the new
 version, with no row lost. A clean release at the end proves the environment still works.
 
-Not here, and why: the record step writes a Prefect variable, and the Prefect API is this test's
-own server (Prefect's client retries 429/502/503 itself); the edge step on the Docker host reads
-HAProxy's state that the deploys just proved; the checks and bake steps fail through the new
-version's own health (tests/integration/flows/test_release_docker_host.py, benchmarks/mttr.py),
-and a failed probe is never retried, by design (tasks/checks.py).
+The edge step's "permanent" fault lasts for every attempt of that step (four reads), not for
+good: the admin socket is also how the failed release switches both services back, and with
+HAProxy gone for good neither version could serve. The fault starts after the frontend's deploy
+parked its old slot and wrote the config file from one more read (the deploy's last use of the
+socket), so it falls on the edge step alone; the test asserts the edge task is the one that
+failed or retried, so a change to that order fails it loudly.
+
+Not here, and why: the record step writes a Prefect variable (test_prefect_api.py); the checks
+and bake steps fail through the new version's own health
+(tests/integration/flows/test_release_docker_host.py, benchmarks/mttr.py), and a failed probe is
+never retried, by design (tasks/checks.py).
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -30,8 +39,10 @@ from prefect.variables import Variable
 from domain.records import ReleaseRecord
 from flows.release import release
 from tasks.records import variable_name
+from tasks.retries import DELAYS
 from tests.faults.conftest import MATRIX, Proxies, Row
-from tests.support.faultproxy import Rule
+from tests.integration.conftest import task_states
+from tests.support.faultproxy import LineRule, Rule
 from tests.support.scratch import (
     Scratch,
     app_psql,
@@ -113,19 +124,34 @@ FAULTS = [
     ),
 ]
 TRANSIENT_TIMES = 1
+EDGE_ATTEMPTS = len(DELAYS) + 1  # the edge step's attempts (tasks/retries.retried)
+
+
+def edge_reads(p: Proxies, env: str, times: int | None) -> None:
+    p.admin.rules.append(
+        LineRule(
+            r"^show stat$",
+            times=EDGE_ATTEMPTS if times is None else times,
+            after=rf"^set server be_{re.escape(env)}_frontend/slot\d state maint$",
+            skip=1,  # the frontend's deploy writes the config file from one more read
+        )
+    )
+
+
+FAULTS.append(
+    Fault(
+        "edge",
+        "HAProxy's admin socket closes the edge's reads unanswered",
+        edge_reads,
+        "closed the connection without answering `show stat`",
+    )
+)
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory, proxies: Proxies) -> Iterator[Scratch]:
-    def through_the_proxies(_name: str, description: dict[str, Any]) -> None:
-        target = description["target"]
-        target["registry"] = proxies.registry.address
-        target["docker_host"] = f"tcp://{proxies.engine.address}"
-        target["database"]["port"] = proxies.database.port
-        description["checks"]["window_seconds"] = 1  # the steps before the checks are under test
-
     scratch = create_environment(
-        "it-step", tmp_path_factory.mktemp("step"), edit=through_the_proxies
+        "it-step", tmp_path_factory.mktemp("step"), edit=proxies.through(checks_window=1)
     )
     first = release(scratch.name, "v0", str(with_migration(scratch, "v0")), return_state=True)
     assert first.is_completed(), first.message
@@ -149,6 +175,7 @@ def test_a_fault_in_each_step(env, proxies, fault, kind):
     version = f"{kind}-{fault.step.replace(' ', '-')}"
     source = with_migration(env, version)
     fault.arm(proxies, env.name, None if kind == "permanent" else TRANSIENT_TIMES)
+    proxies.admin.log.clear()
     started = time.monotonic()
     try:
         state = release(env.name, version, str(source), return_state=True)
@@ -195,6 +222,19 @@ def test_a_fault_in_each_step(env, proxies, fault, kind):
         assert ends == "new", now
         assert now["schema"] > before["schema"], now
         assert record.status == "succeeded", record
+    if fault.step == "edge":
+        assert_the_edge_met_it(proxies, state, kind)
+
+
+def assert_the_edge_met_it(proxies: Proxies, state: Any, kind: str) -> None:
+    """The admin socket's fault fell on the edge step: as many reads went unanswered as the
+    fault allowed, and a permanent one failed the edge task (not a deploy)."""
+    unanswered = sum(faulted for _, faulted in proxies.admin.log)
+    assert unanswered == (EDGE_ATTEMPTS if kind == "permanent" else TRANSIENT_TIMES), unanswered
+    if kind == "permanent":
+        tasks = task_states(state.state_details.flow_run_id)
+        edge = [s for name, s in tasks.items() if name.startswith("update-edge")]
+        assert "Failed" in edge, tasks
 
 
 def test_a_clean_release_after_every_fault(env):

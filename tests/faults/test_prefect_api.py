@@ -44,6 +44,7 @@ from tests.support.scratch import (
     app_query,
     create_environment,
     deploy_like,
+    lock_note,
     lock_slots,
     new_code,
     remove_environment,
@@ -155,7 +156,7 @@ def add_row(fault: str, step: str, version: str, ends: str, record: ReleaseRecor
             end_state=f"services {ends}; {record_says(record, version)}",
             rows_lost=lost,
             recovered_s=took,
-            note=f"lock {'free' if lock_slots(env.name) == 0 else 'HELD'}; {note}",
+            note=f"{lock_note(env.name)}; {note}",
         )
     )
 

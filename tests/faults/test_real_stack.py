@@ -36,9 +36,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 from prefect.variables import Variable
 
@@ -49,12 +47,14 @@ from tasks.records import variable_name
 from tests.e2e.conftest import run_pid, start, task_seen, wait_final, wait_until
 from tests.faults.conftest import MATRIX, Proxies, Row
 from tests.faults.test_registry import UPLOAD_DONE
+from tests.integration.conftest import TestEnvironment
 from tests.support.payload import Editor
 from tests.support.scratch import (
     Scratch,
     app_query,
     create_environment,
     deploy_like,
+    lock_note,
     lock_slots,
     new_code,
     remove_environment,
@@ -70,25 +70,18 @@ MIGRATE_SESSION = "flowmasters-migrate"  # PGAPPNAME of the migration command's 
 
 @pytest.fixture(scope="module")
 def cms(tmp_path_factory: pytest.TempPathFactory, proxies: Proxies) -> Iterator[Scratch]:
-    def through_the_proxies(_name: str, description: dict[str, Any]) -> None:
-        target = description["target"]
-        target["registry"] = proxies.registry.address
-        target["docker_host"] = f"tcp://{proxies.engine.address}"
-        target["database"]["port"] = proxies.database.port
-        description["checks"]["window_seconds"] = 2
-
     scratch = create_environment(
         "it-cmsfault",
         tmp_path_factory.mktemp("cmsfault"),
         app="flowmasters-payload",
         base_on="local",
-        edit=through_the_proxies,
+        edit=proxies.through(checks_window=2),
     )
     try:
         deploy_like(scratch.name, template="local")
         first = release(scratch.name, "v1", str(new_code(scratch.source, "v1")), return_state=True)
         assert first.is_completed(), first.message
-        editor = Editor(url(scratch, "backend"))
+        editor = Editor(site(scratch).url("backend"))
         editor.sign_up()
         editor.add_page(title="Before the faults", slug=f"before-{scratch.name}")
         yield scratch
@@ -97,14 +90,13 @@ def cms(tmp_path_factory: pytest.TempPathFactory, proxies: Proxies) -> Iterator[
         remove_environment(scratch.name, scratch.database)
 
 
-def url(env: Scratch, service: str) -> str:
-    return next(s["public_url"] for s in env.description["services"] if s["name"] == service)
+def site(env: Scratch) -> TestEnvironment:
+    return TestEnvironment(env.name, env.source, env.description)
 
 
 def serving(env: Scratch) -> tuple[str, str, str]:
     """(backend, frontend, the backend as the frontend reaches it), from their health answers."""
-    front = httpx.get(url(env, "frontend") + "/api/health", timeout=10).json()
-    back = httpx.get(url(env, "backend") + "/api/health", timeout=10).json()
+    front, back = site(env).health("frontend"), site(env).health("backend")
     return back["version"], front["version"], front["backend"]["version"]
 
 
@@ -130,7 +122,7 @@ def add_row(fault: str, step: str, env: Scratch, before: tuple, now: tuple, vers
             end_state=f"services {ends} (backend kept at {now[0]})",
             rows_lost=lost,
             recovered_s=took,
-            note=f"lock {'free' if lock_slots(env.name) == 0 else 'HELD'}; {note}",
+            note=f"{lock_note(env.name)}; {note}",
         )
     )
 
@@ -218,7 +210,7 @@ def test_payload_migrating_while_the_database_drops_its_first_connection(cms, pr
             f"{'new' if now[0] == 'migrate-once' else now}, migration applied: {applied}",
             rows_lost=lost,
             recovered_s=took,
-            note=f"lock {'free' if lock_slots(cms.name) == 0 else 'HELD'}; {len(sessions)} "
+            note=f"{lock_note(cms.name)}; {len(sessions)} "
             f"migration sessions, {sum(sessions)} closed; "
             + ("released" if state.is_completed() else str(state.message)[:150]),
         )

@@ -13,7 +13,8 @@ connections, so it can fail a share of *requests*, not of connections:
   rest pass.
 
 `upstream_unix` puts it in front of a unix socket (the Docker engine's) instead of a TCP port.
-`PostgresFaultProxy` does the same for PostgreSQL's protocol, by the client's application_name.
+`PostgresFaultProxy` does the same for PostgreSQL's protocol, by the client's application_name,
+and `LineFaultProxy` for HAProxy's runtime API (a unix socket, one command line per connection).
 
 Everything it passed or failed is in `log` as (method, path, status), so a test can count, for
 example, how often each layer was uploaded. An answer `101 Switching Protocols` (a websocket) turns
@@ -24,14 +25,56 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import re
 import struct
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Self
 
 HEAD_LIMIT = 64 * 1024
+
+
+class Served:
+    """A listener on an event loop of its own, in a thread: what each proxy here is. A subclass
+    calls `_serve_in_thread()` once and says where it listens in `_listen()`."""
+
+    def _serve_in_thread(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    async def _listen(self) -> asyncio.AbstractServer:
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        self.thread.start()
+        if not self.ready.wait(10):
+            raise RuntimeError(f"{type(self).__name__} did not start")
+        return self
+
+    def stop(self) -> None:
+        async def cancel_all() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self.loop.stop()
+
+        asyncio.run_coroutine_threadsafe(cancel_all(), self.loop)
+        self.thread.join(10)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        server = self.loop.run_until_complete(self._listen())
+        self.ready.set()
+        try:
+            self.loop.run_forever()
+        finally:
+            server.close()
+            self.loop.close()
 
 
 @dataclass
@@ -59,7 +102,7 @@ class Rule:
 
 
 @dataclass
-class FaultProxy:
+class FaultProxy(Served):
     upstream_host: str
     upstream_port: int
     share_503: float = 0.0
@@ -73,29 +116,10 @@ class FaultProxy:
 
     def __post_init__(self) -> None:
         self.random = random.Random(self.seed)
-        self.loop = asyncio.new_event_loop()
-        self.ready = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
         self.open: set[asyncio.StreamWriter] = set()
+        self._serve_in_thread()
 
     # --- life -------------------------------------------------------------------------------
-
-    def start(self) -> FaultProxy:
-        self.thread.start()
-        if not self.ready.wait(10):
-            raise RuntimeError("the fault proxy did not start")
-        return self
-
-    def stop(self) -> None:
-        async def cancel_all() -> None:
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            self.loop.stop()
-
-        asyncio.run_coroutine_threadsafe(cancel_all(), self.loop)
-        self.thread.join(10)
 
     def go_down(self) -> None:
         """The service goes away: open connections are closed, new ones refused."""
@@ -114,18 +138,10 @@ class FaultProxy:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        server = self.loop.run_until_complete(
-            asyncio.start_server(self._client, "127.0.0.1", 0, limit=HEAD_LIMIT)
-        )
+    async def _listen(self) -> asyncio.AbstractServer:
+        server = await asyncio.start_server(self._client, "127.0.0.1", 0, limit=HEAD_LIMIT)
         self.port = server.sockets[0].getsockname()[1]
-        self.ready.set()
-        try:
-            self.loop.run_forever()
-        finally:
-            server.close()
-            self.loop.close()
+        return server
 
     # --- one client connection ------------------------------------------------------------
 
@@ -381,3 +397,79 @@ async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None
         await sink.drain()
     with contextlib.suppress(Exception):
         sink.write_eof()
+
+
+@dataclass
+class LineRule:
+    """Commands matching `pattern` are failed `times` times (None: every one), counted only once
+    a command matching `after` has passed and `skip` more matching ones went through."""
+
+    pattern: str
+    times: int | None = None
+    after: str | None = None
+    skip: int = 0
+    armed: bool = False
+    failed: int = 0
+
+    def applies(self, command: str) -> bool:
+        if not self.armed:
+            self.armed = self.after is None or re.search(self.after, command) is not None
+            if self.after is not None:
+                return False
+        if re.search(self.pattern, command) is None:
+            return False
+        if self.skip > 0:
+            self.skip -= 1
+            return False
+        if self.times is not None and self.failed >= self.times:
+            return False
+        self.failed += 1
+        return True
+
+
+@dataclass
+class LineFaultProxy(Served):
+    """In front of a line-protocol unix socket (HAProxy's runtime API: one command per
+    connection, answered, then closed). A command a rule applies to gets its connection closed
+    without an answer, as it does when an HAProxy worker goes away in a reload; the rest are
+    passed through. `log` holds (command, faulted)."""
+
+    upstream_unix: str
+    path: str
+    rules: list[LineRule] = field(default_factory=list)
+    log: list[tuple[str, bool]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._serve_in_thread()
+
+    async def _listen(self) -> asyncio.AbstractServer:
+        return await asyncio.start_unix_server(self._client, self.path)
+
+    def stop(self) -> None:
+        super().stop()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+    def clear(self) -> None:
+        self.rules.clear()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_writer = None
+        try:
+            line = await reader.readline()
+            command = line.decode(errors="replace").strip()
+            faulted = any(rule.applies(command) for rule in self.rules)
+            self.log.append((command, faulted))
+            if faulted:
+                return
+            up_reader, up_writer = await asyncio.open_unix_connection(self.upstream_unix)
+            up_writer.write(line)
+            await up_writer.drain()
+            await pipe(up_reader, writer)
+        except (ConnectionError, asyncio.CancelledError):
+            return
+        finally:
+            for w in (writer, up_writer):
+                if w is not None:
+                    with contextlib.suppress(Exception):
+                        w.close()

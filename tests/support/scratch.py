@@ -94,6 +94,11 @@ def lock_slots(name: str) -> int:
             return 0
 
 
+def lock_note(name: str) -> str:
+    """The lock's state for a matrix row."""
+    return f"lock {'free' if lock_slots(name) == 0 else 'HELD'}"
+
+
 def served_versions(env: Scratch) -> dict[str, Any]:
     """What a scratch environment serves through its public URL: the frontend's version, and
     the backend's version and schema as the frontend reaches them."""

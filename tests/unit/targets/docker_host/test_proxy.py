@@ -1,9 +1,12 @@
 import socket
+import threading
+from collections.abc import Iterator
 
 import pytest
 
-from domain.errors import ReleaseError
+from domain.errors import ReleaseError, TransientError
 from targets.docker_host.proxy import (
+    HaproxyAdmin,
     ServerState,
     ServiceRoute,
     check_ports,
@@ -178,6 +181,76 @@ class TestParseStat:
 
     def test_header_only_means_no_servers(self):
         assert parse_stat("# " + ",".join(COLUMNS) + ",\n\n") == {}
+
+
+class AdminSocket:
+    """A unix socket answering each connection's one command with the next of `answers`, then
+    closing it: HAProxy's runtime API as a client sees it (a real socket, a scripted server)."""
+
+    def __init__(self, path: str, answers: list[bytes]):
+        self.answers = answers
+        self.server = socket.socket(socket.AF_UNIX)
+        self.server.bind(path)
+        self.server.listen()
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self) -> None:
+        for answer in self.answers:
+            conn, _ = self.server.accept()
+            with conn:
+                conn.recv(1024)
+                conn.sendall(answer)
+
+
+@pytest.fixture
+def admin_at(tmp_path) -> Iterator:
+    made = []
+
+    def at(*answers: bytes) -> HaproxyAdmin:
+        made.append(AdminSocket(str(tmp_path / "admin.sock"), list(answers)))
+        return HaproxyAdmin(str(tmp_path / "admin.sock"))
+
+    yield at
+    for server in made:
+        server.server.close()
+
+
+class TestHaproxyAdmin:
+    """What a read of HAProxy's state makes of the answers a reload or restart can give: each is
+    a transient failure (the step retries it), never a verdict on the servers."""
+
+    def test_a_whole_table_is_read(self, admin_at):
+        assert admin_at(SHOW_STAT.encode()).states() == parse_stat(SHOW_STAT)
+
+    def test_a_connection_closed_without_an_answer_is_transient_and_named(self, admin_at):
+        admin = admin_at(b"")
+
+        with pytest.raises(
+            TransientError, match="closed the connection without answering `show stat`"
+        ):
+            admin.states()
+
+    def test_a_table_cut_short_is_transient_not_a_missing_server(self, admin_at):
+        admin = admin_at(SHOW_STAT.encode()[:300])
+
+        with pytest.raises(TransientError, match="cut short after 300 bytes"):
+            admin.states()
+
+    def test_a_set_command_answered_with_an_empty_line_succeeds(self, admin_at):
+        assert admin_at(b"\n").command("set server be_x/slot0 state ready") == "\n"
+
+    def test_a_missing_socket_says_how_to_start_the_load_balancer(self, tmp_path):
+        with pytest.raises(ReleaseError, match=r"scripts/stack\.sh up"):
+            HaproxyAdmin(str(tmp_path / "none.sock")).states()
+
+    def test_a_socket_nobody_listens_on_is_transient(self, tmp_path):
+        path = str(tmp_path / "admin.sock")
+        with socket.socket(socket.AF_UNIX) as dead:
+            dead.bind(path)  # bound, never listening: HAProxy stopped, its socket file left
+
+            with pytest.raises(TransientError, match=r"admin\.sock"):
+                HaproxyAdmin(path).states()
 
 
 class TestIsServing:
