@@ -36,9 +36,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks.wrk import Wrk, WrkResult
 from flows.release import release
-from tests.support.scratch import create_environment, remove_environment
+from testbed.scratch import create_environment, remove_environment
+from testbed.wrk import Wrk, WrkResult
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BREAK_AFTER_SECONDS = "3"

@@ -41,7 +41,7 @@ from uuid import UUID
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-from tests.support.scratch import (
+from testbed.scratch import (
     Scratch,
     create_environment,
     deploy_like,

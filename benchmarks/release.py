@@ -24,9 +24,9 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks.wrk import Wrk
 from flows.release import release
-from tests.support.scratch import create_environment, new_code, remove_environment
+from testbed.scratch import create_environment, new_code, remove_environment
+from testbed.wrk import Wrk
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

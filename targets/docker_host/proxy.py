@@ -4,18 +4,27 @@ Each service has a frontend on its public port and a backend with two servers, `
 Exactly one slot is live. Traffic moves through the runtime API (no reload), because a reload
 closes keep-alive connections with requests in flight (measured in ../shared/ENVIRONMENT.md).
 The config file is rewritten with the live slot too, so a later reload keeps the same state.
+
+One HAProxy serves every environment of the host, and a new environment reloads it. A reload
+takes each environment's state from its file: one that came between another environment's
+switch and the write of its file would bring that environment's old slot back, and the rest of
+its switch would then park the only slot left. So a switch with the write of its file, and a
+reload until the new process answers, each hold the host's `config_lock`. (Requests in flight
+survive a reload: scripts/stack.sh sets `option idle-close-on-response`.)
 """
 
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import os
 import re
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -112,6 +121,13 @@ def port_in_use(port: int) -> bool:
     return False
 
 
+# A healthy server is checked every 2 s; after a failed check, every 0.5 s (`fastinter`) until
+# it is out after 3 in a row: a dead server is out within 3 s, as with 1 s checks, at half their
+# steady cost to the app (each check of the stand-in backend's /api/pages runs a query). A server
+# that is down is checked every second (`downinter`), so a new slot comes up within a second.
+CHECK = "check inter 2s fastinter 500ms downinter 1s fall 3 rise 1"
+
+
 def render_config(
     environment: str, routes: Sequence[ServiceRoute], live: Mapping[str, int | None]
 ) -> str:
@@ -126,17 +142,14 @@ def render_config(
             f"backend {be}",
             f"    option httpchk GET {route.health_path}",
             "    http-check expect status 200",
-            # A slow answer is not a dead server: a check may take 5 s (without this, `inter`,
-            # 1 s, is the whole check's timeout, and under load the only server of a backend
-            # was taken out while it still served). A refused connection still fails at once,
-            # so a dead server is out after 3 checks (about 3 s).
+            # A slow answer is not a dead server: a check may take 5 s (without this, `inter`
+            # is the whole check's timeout, and under load the only server of a backend was
+            # taken out while it still served). A refused connection still fails at once.
             "    timeout check 5s",
         ]
         for slot, port in zip(SLOTS, route.slot_ports, strict=True):
             disabled = "" if live.get(route.service) == slot else " disabled"
-            lines.append(
-                f"    server {server_name(slot)} 127.0.0.1:{port} check inter 1s fall 3 rise 1{disabled}"
-            )
+            lines.append(f"    server {server_name(slot)} 127.0.0.1:{port} {CHECK}{disabled}")
     return "\n".join(lines) + "\n"
 
 
@@ -273,6 +286,21 @@ class HaproxyAdmin:
 
     def park(self, backend: str, slot: int) -> None:
         self.set_state(backend, slot, "maint")
+
+
+@contextmanager
+def config_lock(config_dir: str) -> Iterator[None]:
+    """The host's HAProxy configuration to this holder alone (see the module's doc): other
+    environments' switches and reloads wait. A file lock, so it holds across processes (each
+    release is one); HAProxy reads only `*.cfg` from the folder."""
+    path = Path(config_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    with (path / ".lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def write_config(config_dir: str, environment: str, text: str) -> bool:

@@ -198,14 +198,15 @@ class DockerHostRuntime(migrations.OneOffMigrations):
 
     def provision(self, change: InfrastructureChange) -> InfrastructureReport:
         """Make sure HAProxy has this environment's frontends and backends (reload only if new)."""
-        changed = self._write_proxy_config()
-        if changed:  # rare, so a reload is fine
-            proxy.reload(self.block.proxy_config_dir, self.block.proxy_pidfile)
-            self.admin.wait_for(
-                f"the backends of '{self.env.name}' are loaded",
-                lambda s: all((self._backend(n), "slot0") in s for n in self.routes),
-                timeout=30,
-            )
+        with proxy.config_lock(self.block.proxy_config_dir):
+            changed = self._write_proxy_config()
+            if changed:  # rare, so a reload is fine
+                proxy.reload(self.block.proxy_config_dir, self.block.proxy_pidfile)
+                self.admin.wait_for(
+                    f"the backends of '{self.env.name}' are loaded",
+                    lambda s: all((self._backend(n), "slot0") in s for n in self.routes),
+                    timeout=30,
+                )
         return InfrastructureReport(
             target=self.name,
             findings=(Finding(component="load balancer", ok=True, detail=self._ports()),),
@@ -357,8 +358,9 @@ class DockerHostRuntime(migrations.OneOffMigrations):
             if container is None:
                 container = self._start_healthy(client, spec, image, version, new_slot)
             _logger().info(f"{service} {version}: healthy; switching traffic to slot{new_slot}")
-            self.admin.switch(backend, new_slot, live)
-            self._write_proxy_config()
+            with proxy.config_lock(self.block.proxy_config_dir):
+                self.admin.switch(backend, new_slot, live)
+                self._write_proxy_config()
             if keep_previous:
                 self._prune(client, service)
             else:
@@ -382,10 +384,11 @@ class DockerHostRuntime(migrations.OneOffMigrations):
         have left undone (its retry lands here). Park the other slot if it still takes traffic
         (the switch stopped before the drain); write the config file (a no-op when current)."""
         other = 1 - live
-        if proxy.in_rotation(states.get((backend, proxy.server_name(other)))):
-            _logger().info(f"{backend}: slot{other} is still in rotation beside slot{live}")
-            self.admin.switch(backend, live, other)
-        self._write_proxy_config()
+        with proxy.config_lock(self.block.proxy_config_dir):
+            if proxy.in_rotation(states.get((backend, proxy.server_name(other)))):
+                _logger().info(f"{backend}: slot{other} is still in rotation beside slot{live}")
+                self.admin.switch(backend, live, other)
+            self._write_proxy_config()
 
     def _standing_by(
         self, client: docker.DockerClient, spec: ServiceSpec, image_id: str, version: str, slot: int

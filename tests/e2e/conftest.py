@@ -41,12 +41,17 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.deployments import run_deployment
 from prefect.states import State
 
+from deployments.descriptions import load_description
+from testbed.scratch import new_code, stack_dir
 from tests.integration.conftest import stack  # noqa: F401  (the stack must be up)
-from tests.support.scratch import new_code, stack_dir
 
-pytestmark = pytest.mark.e2e
+# Every test that acts on `sandbox` (here and in tests/faults) is in this group: one worker runs
+# them one after the other, since they share one environment (tests/support/schedule.py).
+SANDBOX = pytest.mark.xdist_group("sandbox")
 
-SANDBOX_FRONTEND = "http://127.0.0.1:8090"
+SANDBOX_FRONTEND = next(
+    s["public_url"] for s in load_description("sandbox")["services"] if s["name"] == "frontend"
+)
 
 
 def new_version(prefix: str) -> str:
@@ -168,14 +173,22 @@ UNFINISHED = [StateType.PENDING, StateType.RUNNING, StateType.PAUSED, StateType.
 
 
 def unfinished_since(since: Any) -> list[FlowRun]:
-    """Runs due since `since` that have not ended (future schedules excluded)."""
+    """Runs of this tier's environments due since `since` that have not ended (future schedules
+    excluded). Other tiers' tests run beside these, on environments of their own: their runs
+    are theirs to end."""
     with get_client(sync_client=True) as client:
-        return client.read_flow_runs(
+        runs = client.read_flow_runs(
             flow_run_filter=FlowRunFilter(
                 expected_start_time=FlowRunFilterExpectedStartTime(after_=since),
                 state=FlowRunFilterState(type=FlowRunFilterStateType(any_=UNFINISHED)),
             )
         )
+    return [r for r in runs if ours(str(r.parameters.get("environment", "")))]
+
+
+def ours(environment: str) -> bool:
+    """An environment of this tier: the described ones it releases, or a scratch one it made."""
+    return environment in ("sandbox", "staging", "production") or environment.startswith("e2e-")
 
 
 @pytest.fixture(autouse=True)

@@ -9,9 +9,11 @@ import signal
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from prefect.client.schemas.objects import StateType
 
 from tests.e2e.conftest import (
+    SANDBOX,
     SANDBOX_FRONTEND,
     code,
     new_version,
@@ -23,6 +25,8 @@ from tests.e2e.conftest import (
     wait_final,
     wait_until,
 )
+
+pytestmark = [pytest.mark.e2e, SANDBOX]
 
 
 def process_tree(pid: int) -> list[int]:

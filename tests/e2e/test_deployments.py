@@ -22,6 +22,7 @@ from prefect.flow_runs import resume_flow_run
 from flows.lock import lock_name
 from flows.release import release
 from tests.e2e.conftest import (
+    SANDBOX,
     SANDBOX_FRONTEND,
     code,
     new_version,
@@ -31,6 +32,8 @@ from tests.e2e.conftest import (
     wait_final,
     wait_until,
 )
+
+pytestmark = [pytest.mark.e2e, SANDBOX]
 
 
 def test_two_releases_started_at_once_only_one_runs():

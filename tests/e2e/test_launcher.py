@@ -6,7 +6,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tests.e2e.conftest import new_version, start, wait_final, wait_until
+import pytest
+
+from tests.e2e.conftest import SANDBOX, new_version, start, wait_final, wait_until
+
+pytestmark = [pytest.mark.e2e, SANDBOX]
 
 
 def launcher_log() -> str:

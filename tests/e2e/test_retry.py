@@ -15,8 +15,8 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.deployments import run_deployment
 
+from testbed.scratch import Scratch, create_environment, new_code, remove_environment
 from tests.e2e.conftest import read, served_version, wait_final, wait_until
-from tests.support.scratch import Scratch, create_environment, new_code, remove_environment
 
 REPO = Path(__file__).resolve().parents[2]
 

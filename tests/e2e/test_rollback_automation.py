@@ -7,12 +7,14 @@ import os
 from datetime import UTC, datetime
 
 import docker
+import pytest
 from prefect.variables import Variable
 
-from benchmarks.wrk import Wrk
 from domain.records import ReleaseRecord
 from tasks.records import variable_name
+from testbed.wrk import Wrk
 from tests.e2e.conftest import (
+    SANDBOX,
     SANDBOX_FRONTEND,
     code,
     new_version,
@@ -21,6 +23,8 @@ from tests.e2e.conftest import (
     start,
     wait_final,
 )
+
+pytestmark = [pytest.mark.e2e, SANDBOX]
 
 VERSION_IN_PAGE = '<span id="version">([^<]+)</span>'
 

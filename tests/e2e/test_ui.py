@@ -6,6 +6,7 @@ Playwright's own browser downloads are never used.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,11 +17,11 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 from prefect.client.orchestration import get_client
 
-from tests.e2e.conftest import SANDBOX_FRONTEND, code, new_version, read, served_version
+from tests.e2e.conftest import SANDBOX, SANDBOX_FRONTEND, code, new_version, read, served_version
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, SANDBOX]
 
-UI = "http://127.0.0.1:4200"
+UI = os.environ.get("PREFECT_API_URL", "http://127.0.0.1:4200/api").removesuffix("/api")
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",

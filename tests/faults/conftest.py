@@ -1,6 +1,6 @@
 """The fault matrix: what the pipeline survives, on the real stack, with faults from real means
 (a loopback fault proxy in front of a real service, a killed process). Each test adds its rows to
-MATRIX; the table is printed at the end of the run and written to
+MATRIX (tests/support/matrix.py); the table is printed at the end of the run and written to
 benchmarks/results/faults-<time>.md (`scripts/test.sh tests/faults` runs only this tier).
 """
 
@@ -11,54 +11,22 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from testbed.scratch import stack_dir
 from tests.integration.conftest import stack  # noqa: F401  (the stack must be up)
 from tests.support.faultproxy import FaultProxy, LineFaultProxy, PostgresFaultProxy
-from tests.support.scratch import stack_dir
-
-RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+from tests.support.matrix import attach
 
 
-@dataclass
-class Row:
-    fault: str
-    step: str
-    end_state: str
-    rows_lost: int | None
-    recovered_s: float | None
-    note: str = ""
-
-
-MATRIX: list[Row] = []
-
-
-def render(rows: list[Row]) -> str:
-    lines = [
-        "| fault | step | end state | rows lost | time to recover | note |",
-        "|---|---|---|---:|---:|---|",
-    ]
-    for r in rows:
-        lost = "-" if r.rows_lost is None else str(r.rows_lost)
-        took = "-" if r.recovered_s is None else f"{r.recovered_s:.1f} s"
-        lines.append(f"| {r.fault} | {r.step} | {r.end_state} | {lost} | {took} | {r.note} |")
-    return "\n".join(lines) + "\n"
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if not MATRIX:
-        return
-    table = render(MATRIX)
-    terminalreporter.write_sep("=", "fault matrix")
-    terminalreporter.write(table)
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"faults-{datetime.now(UTC):%Y%m%dT%H%M%S}.md"
-    out.write_text(table)
-    terminalreporter.write_line(f"written to {out}")
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> pytest.TestReport:
+    """The rows a test added travel with its report (see tests/support/matrix.py)."""
+    report = yield
+    attach(report)
+    return report
 
 
 @dataclass
@@ -110,4 +78,5 @@ def proxies() -> Iterator[Proxies]:
     yield made
     for proxy in started:
         proxy.stop()
+    shutil.rmtree(sockets, ignore_errors=True)
     shutil.rmtree(sockets, ignore_errors=True)

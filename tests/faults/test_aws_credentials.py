@@ -30,8 +30,8 @@ from prefect.variables import Variable
 from deployments.register import load_description, register_environment
 from flows.release import release
 from tasks.records import variable_name
-from tests.faults.conftest import MATRIX, Row
-from tests.support.scratch import free_port_block, remove_blocks
+from testbed.scratch import free_port_block, remove_blocks
+from tests.support.matrix import MATRIX, Row
 
 pytestmark = pytest.mark.integration
 

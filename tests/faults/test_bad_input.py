@@ -25,14 +25,14 @@ from deployments.register import register_environment
 from domain.errors import ReleaseError
 from flows.release import release
 from flows.rollback import rollback
-from tests.faults.conftest import MATRIX, Row
-from tests.support.scratch import (
+from testbed.scratch import (
     Scratch,
     create_environment,
     move_ports,
     new_code,
     remove_environment,
 )
+from tests.support.matrix import MATRIX, Row
 
 pytestmark = pytest.mark.integration
 

@@ -28,10 +28,18 @@ from prefect.client.schemas.filters import (
 from flows.lock import lock_name
 from flows.release import release
 from flows.rollback import rollback
-from tests.e2e.conftest import SANDBOX_FRONTEND, code, served_version, start, wait_final, wait_until
-from tests.faults.conftest import MATRIX, Row
+from tests.e2e.conftest import (
+    SANDBOX,
+    SANDBOX_FRONTEND,
+    code,
+    served_version,
+    start,
+    wait_final,
+    wait_until,
+)
+from tests.support.matrix import MATRIX, Row
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, SANDBOX]
 
 REPO = Path(__file__).resolve().parents[2]
 REFUSED = (

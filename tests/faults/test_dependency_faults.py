@@ -40,10 +40,7 @@ from domain.records import ReleaseRecord
 from flows.release import release
 from tasks.records import variable_name
 from tasks.retries import DELAYS
-from tests.faults.conftest import MATRIX, Proxies, Row
-from tests.integration.conftest import task_states
-from tests.support.faultproxy import LineRule, Rule
-from tests.support.scratch import (
+from testbed.scratch import (
     Scratch,
     app_psql,
     app_query,
@@ -53,6 +50,10 @@ from tests.support.scratch import (
     served_versions,
     with_migration,
 )
+from tests.faults.conftest import Proxies
+from tests.integration.conftest import task_states
+from tests.support.faultproxy import LineRule, Rule
+from tests.support.matrix import MATRIX, Row
 
 pytestmark = pytest.mark.integration
 

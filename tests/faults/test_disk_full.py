@@ -23,8 +23,7 @@ from deployments.register import register_environment
 from domain.records import ReleaseRecord
 from flows.release import release
 from tasks.records import variable_name
-from tests.faults.conftest import MATRIX, Row
-from tests.support.scratch import (
+from testbed.scratch import (
     Scratch,
     app_query,
     create_environment,
@@ -33,6 +32,7 @@ from tests.support.scratch import (
     served_versions,
     with_migration,
 )
+from tests.support.matrix import MATRIX, Row
 
 pytestmark = pytest.mark.integration
 

@@ -27,7 +27,9 @@ from prefect.variables import Variable
 
 from domain.records import ReleaseRecord
 from tasks.records import variable_name
+from testbed.scratch import app_psql, app_query
 from tests.e2e.conftest import (
+    SANDBOX,
     SANDBOX_FRONTEND,
     code,
     log_messages,
@@ -38,10 +40,9 @@ from tests.e2e.conftest import (
     wait_final,
     wait_until,
 )
-from tests.faults.conftest import MATRIX, Row
-from tests.support.scratch import app_psql, app_query
+from tests.support.matrix import MATRIX, Row
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, SANDBOX]
 
 # (step, task run name prefix, which occurrence of it)
 STEPS = [
@@ -60,6 +61,10 @@ STEPS = [
 LEASE_SECONDS = 60
 SANDBOX_DB = "flowmasters_sandbox"  # sandbox.yaml's database
 MIGRATIONS: list[tuple[str, str]] = []  # (file name, SQL) every version so far carries
+# The version the last case's "next release" left serving: the next case starts from it, as it
+# would from a release of its own (both are a completed release of sandbox, checked so), instead
+# of releasing once more. Empty at the start, and after a case whose next release failed.
+SERVED: list[str] = []
 
 
 def serving() -> dict[str, Any]:
@@ -122,8 +127,13 @@ def test_a_release_killed_in_each_step_ends_on_one_version_with_no_row_lost(
     step, prefix, occurrence
 ):
     tag = f"{int(time.time())}-{step.replace(' ', '-')}"
-    before = f"kill-before-{tag}"
-    assert release_and_wait(before).state.is_completed()
+    now = serving()
+    if SERVED and now.get("frontend") == now.get("backend") == SERVED[0]:
+        before = SERVED.pop()
+    else:
+        SERVED.clear()
+        before = f"kill-before-{tag}"
+        assert release_and_wait(before).state.is_completed()
     schema_before = serving()["schema"]
     title = f"written before the {step} kill {tag}"
     app_psql(f"INSERT INTO pages (title, body) VALUES ('{title}', 'x')", database=SANDBOX_DB)
@@ -159,7 +169,10 @@ def test_a_release_killed_in_each_step_ends_on_one_version_with_no_row_lost(
     recovered = time.monotonic() - killed_at
     lost = 1 - rows_titled(title)
     record = ReleaseRecord.model_validate(Variable.get(variable_name("sandbox")))
-    ok, _ = next_release_works(f"kill-after-{tag}")
+    after = f"kill-after-{tag}"
+    ok, _ = next_release_works(after)
+    if ok:
+        SERVED.append(after)
 
     one_version = now["frontend"] == now["backend"] and now["frontend"] in (before, doomed)
     end = ("old" if now["frontend"] == before else "new") if one_version else f"MIXED {now}"

@@ -37,9 +37,7 @@ from prefect.variables import Variable
 from domain.records import ReleaseRecord
 from flows.release import release
 from tasks.records import variable_name
-from tests.faults.conftest import MATRIX, Row
-from tests.support.faultproxy import FaultProxy, Rule
-from tests.support.scratch import (
+from testbed.scratch import (
     Scratch,
     app_query,
     create_environment,
@@ -50,6 +48,8 @@ from tests.support.scratch import (
     remove_environment,
     served_versions,
 )
+from tests.support.faultproxy import FaultProxy, Rule
+from tests.support.matrix import MATRIX, Row
 
 pytestmark = pytest.mark.integration
 

@@ -44,12 +44,7 @@ from domain.records import ReleaseRecord
 from flows.release import release
 from flows.rollback import rollback
 from tasks.records import variable_name
-from tests.e2e.conftest import run_pid, start, task_seen, wait_final, wait_until
-from tests.faults.conftest import MATRIX, Proxies, Row
-from tests.faults.test_registry import UPLOAD_DONE
-from tests.integration.conftest import TestEnvironment
-from tests.support.payload import Editor
-from tests.support.scratch import (
+from testbed.scratch import (
     Scratch,
     app_query,
     create_environment,
@@ -59,8 +54,14 @@ from tests.support.scratch import (
     new_code,
     remove_environment,
 )
+from tests.e2e.conftest import run_pid, start, task_seen, wait_final, wait_until
+from tests.faults.conftest import Proxies
+from tests.faults.test_registry import UPLOAD_DONE
+from tests.integration.conftest import TestEnvironment
+from tests.support.matrix import MATRIX, Row
+from tests.support.payload import REAL_STACK, V1, V2, Editor
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, REAL_STACK]
 
 SHARE = 0.2
 OVERLAYS = Path(__file__).resolve().parents[1] / "fixtures" / "payload"
@@ -79,7 +80,7 @@ def cms(tmp_path_factory: pytest.TempPathFactory, proxies: Proxies) -> Iterator[
     )
     try:
         deploy_like(scratch.name, template="local")
-        first = release(scratch.name, "v1", str(new_code(scratch.source, "v1")), return_state=True)
+        first = release(scratch.name, V1, str(new_code(scratch.source, V1)), return_state=True)
         assert first.is_completed(), first.message
         editor = Editor(site(scratch).url("backend"))
         editor.sign_up()
@@ -188,12 +189,12 @@ def test_payload_migrating_while_the_database_drops_its_first_connection(cms, pr
     before, rows = serving(cms), pages(cms)
     shutil.copytree(OVERLAYS / "v2", cms.source, dirs_exist_ok=True)  # a migration: page summary
     new_code(cms.source, before[1], services=("frontend",))  # the frontend's code as it serves
-    source = str(new_code(cms.source, "migrate-once", services=("backend",)))
+    source = str(new_code(cms.source, V2, services=("backend",)))  # the v2 of the other modules
     proxies.database.log.clear()
     proxies.database.refuse[MIGRATE_SESSION] = 1
     started = time.monotonic()
     try:
-        state = release(cms.name, "migrate-once", source, return_state=True)
+        state = release(cms.name, V2, source, return_state=True)
     finally:
         proxies.clear()
     took = time.monotonic() - started
@@ -207,7 +208,7 @@ def test_payload_migrating_while_the_database_drops_its_first_connection(cms, pr
             fault="real stack: database closes the migrations' first connection",
             step="migrate (Payload, through scripts/migrate.mjs)",
             end_state=f"{'released' if state.is_completed() else 'failed'}; services "
-            f"{'new' if now[0] == 'migrate-once' else now}, migration applied: {applied}",
+            f"{'new' if now[0] == V2 else now}, migration applied: {applied}",
             rows_lost=lost,
             recovered_s=took,
             note=f"{lock_note(cms.name)}; {len(sessions)} "
@@ -217,7 +218,7 @@ def test_payload_migrating_while_the_database_drops_its_first_connection(cms, pr
     )
     assert sessions[:1] == [True], "the fault never met the migrations' connection"
     assert state.is_completed(), state.message
-    assert now == ("migrate-once", before[1], "migrate-once"), now
+    assert now == (V2, before[1], V2), now
     assert applied == "1"
     assert lost == 0
     assert lock_slots(cms.name) == 0

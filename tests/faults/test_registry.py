@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from flows.release import release
-from tests.faults.conftest import MATRIX, Row
+from testbed.scratch import create_environment, new_code, remove_environment
 from tests.support.faultproxy import FaultProxy
-from tests.support.scratch import create_environment, new_code, remove_environment
+from tests.support.matrix import MATRIX, Row
 
 pytestmark = pytest.mark.integration
 

@@ -1,5 +1,5 @@
-"""After the matrix (this module sorts last in its tier), no secret the suite used is anywhere it
-should not be: any table of the Prefect server's database (logs, artifacts, events and their
+"""After every other test of the run (`last`: it waits for them, tests/support/schedule.py), no
+secret the suite used is anywhere it should not be: any table of the Prefect server's database (logs, artifacts, events and their
 resources, variables such as the release records, flow and task runs with their parameters,
 states and inputs, deployments, automations, workers), the results the steps stored, and the
 stack's own logs (the worker's, the launcher's, the server's).
@@ -27,10 +27,10 @@ from pathlib import Path
 import pytest
 from prefect import get_client
 
-from tests.faults.conftest import MATRIX, Row
-from tests.support.scratch import stack_dir
+from testbed.scratch import stack_dir
+from tests.support.matrix import MATRIX, Row
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.last]
 NOT_SEARCHED = ("block_document", "block_document_reference")  # where secrets belong
 
 

@@ -4,8 +4,8 @@ server by its PID and starts it again on the same database, as a person upgradin
 
 This is the real thing, not the fault proxy of test_prefect_api.py: the worker, the warm launcher,
 the release's own process and the server's automations all lose the server at once and must find
-it again. It restarts the server the whole suite uses, so it is safe only because the suite's tests
-run one at a time; the test waits for the server to answer before it ends.
+it again. It restarts the server the whole suite uses, so it runs alone (`alone`: no other test
+runs meanwhile, tests/support/schedule.py); the test waits for the server to answer before it ends.
 """
 
 from __future__ import annotations
@@ -27,8 +27,7 @@ from prefect.variables import Variable
 from domain.records import ReleaseRecord
 from flows.release import release
 from tasks.records import variable_name
-from tests.faults.conftest import MATRIX, Row
-from tests.support.scratch import (
+from testbed.scratch import (
     Scratch,
     app_query,
     create_environment,
@@ -38,8 +37,9 @@ from tests.support.scratch import (
     remove_environment,
     served_versions,
 )
+from tests.support.matrix import MATRIX, Row
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.alone]
 
 REPO = Path(__file__).resolve().parents[2]
 COMMAND_TIMEOUT = 600

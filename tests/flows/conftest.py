@@ -25,7 +25,6 @@ from prefect.client.orchestration import get_client
 from prefect.events.worker import EventsWorker
 from prefect.logging.handlers import APILogWorker
 from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
-from prefect.testing.utilities import prefect_test_harness
 from prefect_docker import DockerHost
 
 from blocks.environment_block import FlowmastersEnvironment
@@ -51,6 +50,7 @@ from flows.lock import lock_name
 from targets import registry
 from targets.docker_host.blocks import DockerHostTarget, PostgresConnection
 from tests.support.block_reads import count_block_reads
+from tests.support.prefect_server import throwaway_server
 
 ENVIRONMENT = "flowtest"
 
@@ -61,9 +61,9 @@ DRAIN_SECONDS = 60
 def drain_prefect_workers(timeout: float = DRAIN_SECONDS) -> None:
     """Send the logs and events still queued in this process, waiting at most `timeout` seconds.
 
-    Why here: `prefect_test_harness` drains the same services on exit with no timeout, and once
-    (CI, 2026-12-02) that drain never returned after every test of the tier had passed, so the
-    tier sat until pytest-timeout's 900 s. Draining first, bounded, stops the services either
+    Why here: `prefect_test_harness` (the fallback without a stack) drains the same services on
+    exit with no timeout, and once (CI, 2026-12-02) that drain never returned after every test
+    of the tier had passed, so the tier sat until pytest-timeout's 900 s. Draining first, bounded, stops the services either
     way, so the harness finds nothing left to wait for; a service that did not finish is named
     in a warning (its stack is dumped to stderr) instead of hanging the suite.
     """
@@ -82,7 +82,7 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """A throwaway server, and a throwaway result store: no cache record outlives the session."""
     storage = tmp_path_factory.mktemp("results")
     with (
-        prefect_test_harness(server_startup_timeout=60),
+        throwaway_server(startup_timeout=60),
         temporary_settings({PREFECT_LOCAL_STORAGE_PATH: storage}),
     ):
         yield

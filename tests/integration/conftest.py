@@ -23,7 +23,7 @@ from prefect.variables import Variable
 
 from domain.records import ReleaseRecord
 from tasks.records import variable_name
-from tests.support.scratch import create_environment, remove_environment, remove_leftovers
+from testbed.scratch import create_environment, remove_environment
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
@@ -50,9 +50,6 @@ def stack() -> None:
             "the local stack is not running (" + "; ".join(problems) + "): run `scripts/test.sh`, "
             'or `scripts/stack.sh up` and `eval "$(scripts/stack.sh env)"` first'
         )
-    gone = remove_leftovers()
-    if gone:
-        print(f"removed scratch environments a killed run left behind: {gone}")
 
 
 @dataclass

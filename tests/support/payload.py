@@ -5,6 +5,14 @@ from __future__ import annotations
 import uuid
 
 import httpx
+import pytest
+
+# The real stack's versions, the same in every module that releases it. The same version of the
+# same code is the same image, so the modules of one run build each once: the first `next build`s
+# it, the next finds every layer in the engine's cache. They are one group (one worker runs them
+# one after the other, tests/support/schedule.py), so the second does not build it beside the first.
+V1, V2 = "rs-v1", "rs-v2"
+REAL_STACK = pytest.mark.xdist_group("real-stack")
 
 
 class Editor:

@@ -5,6 +5,9 @@
 No import circle anywhere; no import from a lower layer up; the domain imports no SDK; a target's
 folder never imports another target's; the flows never import a target (they are target-blind);
 the work pool's command (launcher/start.py) imports the standard library only.
+
+Around the product: `testbed/` (scratch environments, wrk) serves the tests and the benchmarks,
+and the benchmarks never import the tests. Nothing in the product imports either.
 """
 
 from __future__ import annotations
@@ -53,6 +56,18 @@ def imports_of(path: Path) -> set[str]:
 GRAPH = {
     module_name(path): imports_of(path)
     for package in PRODUCT
+    for path in sorted((ROOT / package).rglob("*.py"))
+}
+
+
+# Beside the product: what each of these folders must never import.
+NEVER_IMPORTS = {
+    "testbed": ("tests", "benchmarks"),
+    "benchmarks": ("tests",),
+}
+OUTSIDE = {
+    module_name(path): imports_of(path)
+    for package in NEVER_IMPORTS
     for path in sorted((ROOT / package).rglob("*.py"))
 }
 
@@ -113,3 +128,16 @@ def test_the_work_pool_command_imports_only_the_standard_library():
     """Its start is part of every deployment run's start (launcher/start.py)."""
     imported = {name.split(".")[0] for name in GRAPH["launcher.start"]}
     assert sorted(imported - set(sys.stdlib_module_names) - {"__future__"}) == []
+
+
+@pytest.mark.parametrize("module", sorted(GRAPH))
+def test_the_product_imports_neither_the_testbed_nor_the_benchmarks_nor_the_tests(module):
+    beside = ("testbed", "benchmarks", "tests")
+    assert sorted(m for m in GRAPH[module] if m.split(".")[0] in beside) == []
+
+
+@pytest.mark.parametrize("module", sorted(OUTSIDE))
+def test_the_testbed_and_the_benchmarks_never_import_the_tests(module):
+    """The benchmarks and the tests share scaffolding through testbed/, never through tests/."""
+    forbidden = NEVER_IMPORTS[module.split(".")[0]]
+    assert sorted(m for m in OUTSIDE[module] if m.split(".")[0] in forbidden) == []

@@ -11,7 +11,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from deployments.register import register_environment
 from domain.errors import ReleaseError
 from flows.release import release
-from tests.support.scratch import make_description, remove_environment
+from testbed.scratch import make_description, remove_environment
 
 
 @pytest.fixture

@@ -55,6 +55,7 @@ from flows.rollback import rollback
 from targets.aws.blocks import AwsTarget
 from targets.aws.runtime import AwsRuntime
 from tasks.records import variable_name
+from testbed.scratch import new_code
 from tests.support import moto_world
 from tests.support.moto_world import (
     ACCESS_KEY,
@@ -66,7 +67,6 @@ from tests.support.moto_world import (
     ecs_backend,
     fake_docker_push,
 )
-from tests.support.scratch import new_code
 
 pytestmark = pytest.mark.integration
 

@@ -15,16 +15,16 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from prefect.variables import Variable
 
-from benchmarks.wrk import Wrk
 from blocks.environment import load_environment
 from deployments.register import load_description
 from flows import events
 from flows.release import release
 from targets.docker_host import proxy
 from tasks.records import variable_name
+from testbed.scratch import app_psql, new_code
+from testbed.wrk import Wrk
 from tests.integration.conftest import TestEnvironment, read_events, run_texts, task_states
 from tests.support.block_reads import count_block_reads
-from tests.support.scratch import app_psql, new_code
 
 MIGRATION_2 = "ALTER TABLE pages ADD COLUMN summary text NOT NULL DEFAULT '';\n"
 MIGRATION_2_DOWN = "ALTER TABLE pages DROP COLUMN summary;\n"

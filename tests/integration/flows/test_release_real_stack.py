@@ -1,9 +1,9 @@
 """The real stack (examples/flowmasters-payload: Payload CMS 3 and Next.js) through the pipeline,
 on a real Docker-host environment, in the order a team would meet it:
 
-v1 to an empty environment -> a dev-push record refused before anything is built -> a migration
-that fails (exit 1) leaves schema and versions as they were -> v2 (a migration adds a field) under
-load from wrk, with no failed request -> rollback with migrate_down returns both services and the
+v1 to an empty environment -> a dev-push record refused before anything is built -> v2's migration
+failing (exit 1) on a schema that drifted leaves schema and versions as they were -> v2 (a
+migration adds a field) under load from wrk, with no failed request -> rollback with migrate_down returns both services and the
 schema; an upload made at v1 is still served at every step.
 
 Then the same images in a second environment whose media go to S3 (Payload's S3 storage adapter,
@@ -32,12 +32,12 @@ import httpx
 import pytest
 from moto.server import ThreadedMotoServer
 
-from benchmarks.wrk import Wrk
 from flows.release import release
 from flows.rollback import rollback
+from testbed.scratch import create_environment, new_code, remove_environment
+from testbed.wrk import Wrk
 from tests.integration.conftest import TestEnvironment, task_states
-from tests.support.payload import Editor
-from tests.support.scratch import create_environment, new_code, remove_environment
+from tests.support.payload import REAL_STACK, V1, V2, Editor
 
 REPO = Path(__file__).resolve().parents[3]
 APP = REPO / "examples" / "flowmasters-payload"
@@ -47,14 +47,14 @@ STORAGE = "20261202_044906_media_storage_fields"  # the S3 storage plugin's colu
 SUMMARY = "20261202_044927_page_summary"  # v2's
 VERSION_IN_PAGE = 'data%-dpl%-id="([^"]+)"'  # Next.js stamps the deployment id (our version)
 RUN = uuid.uuid4().hex[:6]
-V1, V2 = f"cms1-{RUN}", f"cms2-{RUN}"
+pytestmark = REAL_STACK
 
 
 @pytest.fixture(scope="module")
 def cms(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestEnvironment]:
     """A fresh environment described like `local` (the real stack), with its own database."""
     workdir = tmp_path_factory.mktemp("cms")
-    scratch = create_environment("cms", workdir, app="flowmasters-payload", base_on="local")
+    scratch = create_environment("it-cms", workdir, app="flowmasters-payload", base_on="local")
     try:
         yield TestEnvironment(scratch.name, scratch.source, scratch.description)
     finally:
@@ -176,12 +176,21 @@ def test_a_dev_push_record_is_refused_before_anything_is_built(cms: TestEnvironm
 
 
 def test_a_failing_migration_leaves_schema_and_versions_unchanged(cms: TestEnvironment):
-    state, _ = run(cms, f"broken-{RUN}", "broken-migration")
+    """v2's migration (`ALTER TABLE pages ADD COLUMN summary`) meets a schema that drifted: the
+    column is there already, added by hand, so `payload migrate` exits 1. These are the images
+    the next tests release (built once for the run), not a broken app built for this case."""
+    sql(cms, "ALTER TABLE pages ADD COLUMN summary varchar")
+    drifted = columns(cms, "pages")
+    try:
+        state, _ = run(cms, V2, "v2")
+        after = columns(cms, "pages")
+    finally:
+        sql(cms, "ALTER TABLE pages DROP COLUMN summary")
 
     assert state.is_failed()
     assert "migrate" in state.message and "exited 1" in state.message
     assert applied(cms) == [f"{INITIAL}:1", f"{STORAGE}:1"]
-    assert "teaser" not in columns(cms, "pages")
+    assert after == drifted, "the failed migration changed the schema"
     assert versions(cms) == (V1, V1, V1)
 
 
@@ -288,7 +297,7 @@ def cms_s3(
             backend["secret_env"][variable] = block
 
     scratch = create_environment(
-        "cms-s3", workdir, app="flowmasters-payload", base_on="local", edit=to_s3
+        "it-cms-s3", workdir, app="flowmasters-payload", base_on="local", edit=to_s3
     )
     try:
         yield TestEnvironment(scratch.name, scratch.source, scratch.description)

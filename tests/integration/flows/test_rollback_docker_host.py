@@ -5,11 +5,11 @@ from __future__ import annotations
 import subprocess
 import time
 
-from benchmarks.wrk import Wrk
 from flows.release import release
 from flows.rollback import rollback
+from testbed.scratch import new_code
+from testbed.wrk import Wrk
 from tests.integration.flows.test_release_docker_host import MIGRATION_2, MIGRATION_2_DOWN, serving
-from tests.support.scratch import new_code
 
 
 def test_rollback_with_migrate_down_returns_code_and_schema(environment):

@@ -1,5 +1,6 @@
 import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -10,6 +11,7 @@ from targets.docker_host.proxy import (
     ServerState,
     ServiceRoute,
     check_ports,
+    config_lock,
     ephemeral_range,
     is_serving,
     live_slot,
@@ -39,8 +41,8 @@ class TestRenderConfig:
             "    option httpchk GET /api/health\n"
             "    http-check expect status 200\n"
             "    timeout check 5s\n"
-            "    server slot0 127.0.0.1:9100 check inter 1s fall 3 rise 1 disabled\n"
-            "    server slot1 127.0.0.1:9101 check inter 1s fall 3 rise 1\n"
+            "    server slot0 127.0.0.1:9100 check inter 2s fastinter 500ms downinter 1s fall 3 rise 1 disabled\n"
+            "    server slot1 127.0.0.1:9101 check inter 2s fastinter 500ms downinter 1s fall 3 rise 1\n"
             "frontend fe_staging_frontend\n"
             "    bind 127.0.0.1:8080\n"
             "    default_backend be_staging_frontend\n"
@@ -48,16 +50,16 @@ class TestRenderConfig:
             "    option httpchk GET /health\n"
             "    http-check expect status 200\n"
             "    timeout check 5s\n"
-            "    server slot0 127.0.0.1:9110 check inter 1s fall 3 rise 1 disabled\n"
-            "    server slot1 127.0.0.1:9111 check inter 1s fall 3 rise 1 disabled\n"
+            "    server slot0 127.0.0.1:9110 check inter 2s fastinter 500ms downinter 1s fall 3 rise 1 disabled\n"
+            "    server slot1 127.0.0.1:9111 check inter 2s fastinter 500ms downinter 1s fall 3 rise 1 disabled\n"
         )
 
     def test_live_slot0_enables_slot0_only(self):
         lines = render_config("prod", ROUTES[:1], {"backend": 0}).splitlines()
 
         assert lines[-2:] == [
-            "    server slot0 127.0.0.1:9100 check inter 1s fall 3 rise 1",
-            "    server slot1 127.0.0.1:9101 check inter 1s fall 3 rise 1 disabled",
+            "    server slot0 127.0.0.1:9100 check inter 2s fastinter 500ms downinter 1s fall 3 rise 1",
+            "    server slot1 127.0.0.1:9101 check inter 2s fastinter 500ms downinter 1s fall 3 rise 1 disabled",
         ]
 
     def test_service_missing_from_live_has_both_slots_disabled(self):
@@ -411,3 +413,30 @@ def test_a_stopped_servers_connections_in_time_wait_leave_its_port_free():
         client.recv(1)
         client.close()
     assert not port_in_use(port)
+
+
+def test_the_config_lock_keeps_a_second_holder_waiting_until_the_first_is_done(tmp_path):
+    """A switch and a reload of two environments never interleave (each release is its own
+    process; two threads take the lock through two open files, as two processes would)."""
+    events: list[str] = []
+    first_holds = threading.Event()
+
+    def first() -> None:
+        with config_lock(str(tmp_path)):
+            events.append("first in")
+            first_holds.set()
+            time.sleep(0.3)
+            events.append("first out")
+
+    def second() -> None:
+        first_holds.wait(5)
+        with config_lock(str(tmp_path)):
+            events.append("second in")
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert events == ["first in", "first out", "second in"]
+    assert [p.name for p in tmp_path.iterdir()] == [".lock"]  # no *.cfg: HAProxy skips it

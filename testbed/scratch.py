@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,19 +31,30 @@ from flows.lock import lock_name
 from targets.docker_host import proxy
 from tasks.records import variable_name
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def stack_dir() -> Path:
     return Path(os.environ.get("FM_STACK_DIR", "/var/lib/flowmasters"))
 
 
+def port_range() -> tuple[int, int]:
+    """The loopback ports this process may take: from 20000 to the kernel's ephemeral range
+    (an outgoing connection may hold any port in that range at random), split evenly between
+    the workers of a test run (pytest-xdist's gw0, gw1, ...), so that two workers never pick
+    the same block before either has bound it."""
+    low, high = 20000, proxy.ephemeral_range()[0]
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    share = (high - low) // workers
+    return low + worker * share, low + (worker + 1) * share
+
+
 def free_port_block(size: int) -> int:
-    """The first of `size` consecutive free loopback ports, below the kernel's ephemeral range
-    (an outgoing connection may hold any port in it at random)."""
-    low, _ = proxy.ephemeral_range()
+    """The first of `size` consecutive free loopback ports, in this process's range."""
+    low, high = port_range()
     for _ in range(200):
-        base = 20000 + (uuid.uuid4().int % (low - 20000 - size))
+        base = low + (uuid.uuid4().int % (high - low - size))
         try:
             socks = []
             for port in range(base, base + size):
@@ -240,8 +252,14 @@ def remove_environment(name: str, database: str | None) -> None:
         client.close()
     conf = stack_dir() / "haproxy" / "conf.d" / f"{name}.cfg"
     if conf.exists():
-        conf.unlink()
-        proxy.reload(str(conf.parent), str(stack_dir() / "pids" / "haproxy.pid"))
+        with proxy.config_lock(str(conf.parent)):  # as the target's own reloads do
+            conf.unlink()
+            proxy.reload(str(conf.parent), str(stack_dir() / "pids" / "haproxy.pid"))
+            proxy.HaproxyAdmin(str(stack_dir() / "haproxy" / "admin.sock")).wait_for(
+                f"the backends of '{name}' are gone",
+                lambda states: not any(b.startswith(f"be_{name}_") for b, _ in states),
+                timeout=30,
+            )
     if database:
         app_psql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
     shutil.rmtree(stack_dir() / "backups" / name, ignore_errors=True)
@@ -283,3 +301,21 @@ def remove_leftovers(prefixes: tuple[str, ...] = ("it-", "e2e-", "bench-")) -> l
     for name in leftovers:
         remove_environment(name, f"fm_{name.replace('-', '_')}")
     return leftovers
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m testbed.scratch remove-leftovers`: before tests start on a stack that earlier
+    runs used (scripts/test.sh, for a subset), never while any runs."""
+    args = sys.argv[1:] if argv is None else argv
+    if args != ["remove-leftovers"]:
+        print("usage: python -m testbed.scratch remove-leftovers", file=sys.stderr)
+        return 2
+    gone = remove_leftovers()
+    print(
+        f"removed scratch environments a killed run left behind: {gone}" if gone else "no leftovers"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
