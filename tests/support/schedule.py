@@ -8,7 +8,8 @@ ever acting on one environment, and which tests must have the stack to themselve
   groups never share an environment: each makes its own, with names and ports of its own
   (testbed/scratch.py gives each worker its own range of ports).
 - **Order.** Groups start longest first (tests/durations.json: the seconds each took in a
-  measured run), so the long ones overlap and the short ones fill the gaps at the end.
+  measured run), so the long ones overlap and the short ones fill the gaps at the end; a worker
+  still busy with a long group is handed a short one next (see `GroupScheduling`).
 - **Alone** (`@pytest.mark.alone`): a test that acts on the whole stack (it restarts the Prefect
   server) waits until no other test runs, and no other test starts until it has ended. A lock
   file every test holds shared and an alone test holds exclusively, behind a turnstile so a
@@ -36,9 +37,11 @@ from pathlib import Path
 
 import pytest
 from xdist.scheduler import LoadScopeScheduling
+from xdist.workermanage import WorkerController
 
 DURATIONS = Path(__file__).resolve().parents[1] / "durations.json"
 LAST_WAIT_IDLE_SECONDS = 1800  # a last test gives up when no other test ended for this long
+LONG_GROUP_SECONDS = 30.0  # a group expected to take this long is long (see GroupScheduling)
 
 
 def group_of(item: pytest.Item) -> str:
@@ -55,6 +58,7 @@ def group_of_path(path: str) -> str:
 
 
 GROUPS_FILE = "groups.json"
+LAST_FILE = "last-groups.json"
 
 
 def group_of_nodeid(nodeid: str) -> str:
@@ -79,6 +83,19 @@ def write_groups(items: list[pytest.Item]) -> None:
     part = folder / f"{GROUPS_FILE}.{os.getpid()}"
     part.write_text(json.dumps({item.nodeid: group_of(item) for item in items}))
     part.replace(folder / GROUPS_FILE)
+    last = sorted({group_of(item) for item in items if item.get_closest_marker("last")})
+    part = folder / f"{LAST_FILE}.{os.getpid()}"
+    part.write_text(json.dumps(last))
+    part.replace(folder / LAST_FILE)
+
+
+def last_groups() -> set[str]:
+    """The groups of `last` tests, which the scheduler hands out only after all others."""
+    folder = run_dir()
+    try:
+        return set(json.loads((folder / LAST_FILE).read_text())) if folder else set()
+    except FileNotFoundError:
+        return set()
 
 
 class GroupScheduling(LoadScopeScheduling):
@@ -90,6 +107,36 @@ class GroupScheduling(LoadScopeScheduling):
 
     def _split_scope(self, nodeid: str) -> str:
         return group_of_nodeid(nodeid)
+
+    def _assign_work_unit(self, node: WorkerController) -> None:
+        """The next group for `node`: the longest waiting one, unless `node` still has tests of a
+        long group to run. xdist hands a worker its next group when two of its tests are left,
+        so that it never idles between groups, and that group waits behind those two. Waiting
+        there, a short group costs nothing; a long one held its work back while the other
+        workers ran out of it (a run of 27 min whose groups summed to 68 min on 3 workers,
+        measured). So a busy worker gets the shortest group waiting (never a `last` one)."""
+        if self._runs_long(node):
+            short = self._shortest_waiting()
+            if short is not None:
+                self.workqueue.move_to_end(short, last=False)
+        super()._assign_work_unit(node)
+
+    def _runs_long(self, node: WorkerController) -> bool:
+        seconds = self._seconds()
+        return any(
+            seconds.get(scope, 0.0) >= LONG_GROUP_SECONDS and not all(tests.values())
+            for scope, tests in self.assigned_work.get(node, {}).items()
+        )
+
+    def _shortest_waiting(self) -> str | None:
+        seconds, last = self._seconds(), last_groups()
+        short = [scope for scope in self.workqueue if scope not in last]
+        return min(short, key=lambda scope: seconds.get(scope, 0.0), default=None)
+
+    def _seconds(self) -> dict[str, float]:
+        if not hasattr(self, "_expected"):
+            self._expected = expected_seconds()
+        return self._expected
 
 
 def expected_seconds() -> dict[str, float]:
