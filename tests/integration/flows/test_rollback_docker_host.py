@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 from flows.release import release
 from flows.rollback import rollback
@@ -60,7 +63,13 @@ def test_release_from_a_git_repository_takes_its_commit_as_version(environment, 
     subprocess.run([*git, "commit", "-q", "-m", "app"], check=True)
     sha = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
 
-    result = release(environment.name, source=".", git_repository=str(repo), git_ref="main")
+    # The release keeps its checkout, named by the commit, for the next build of that commit;
+    # this commit is the test's own, so its checkout goes with the test (runs leave no growth).
+    checkout = Path(tempfile.gettempdir()) / "flowmasters-checkouts" / sha.stdout.strip()
+    try:
+        result = release(environment.name, source=".", git_repository=str(repo), git_ref="main")
+    finally:
+        shutil.rmtree(checkout, ignore_errors=True)
 
     version = sha.stdout.strip()[:12]
     assert result["version"] == version
