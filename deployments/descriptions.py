@@ -18,6 +18,8 @@ DEFAULTS = {
     "FM_STACK_DIR": "/var/lib/flowmasters",
     "FM_REGISTRY_PORT": "5000",
     "FM_POSTGRES_PORT": "5433",
+    "FM_CDN_ADMIN_PORT": "6082",  # Varnish's admin port (scripts/stack.sh)
+    "FM_REDIS_PORT": "6379",  # the frontend's shared cache (scripts/stack.sh)
     "FM_BASE_IMAGE": "flowmasters/base:bookworm",
     "FM_NODE_IMAGE": "flowmasters/node:24.19.0",  # scripts/stack.sh makes it from a wheel
     "FM_AWS_REGION": "eu-west-1",

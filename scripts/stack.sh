@@ -14,7 +14,8 @@
 #
 # Components: Docker Engine (no bridge, no iptables; containers use host networking), a distribution
 # registry, PostgreSQL for the app, HAProxy (the load balancer in front of each service, switched
-# through its runtime API), a Prefect server and worker, and moto's server as the stand-in for AWS
+# through its runtime API), Varnish (the CDN behind HAProxy's public frontends; docs/cdn.md),
+# Redis (the frontend's shared Next.js cache), a Prefect server and worker, and moto's server as the stand-in for AWS
 # (the staging and production environments; no machine here may reach AWS). State lives in
 # $FM_STACK_DIR (default /var/lib/flowmasters); ports can be overridden with the variables below.
 #
@@ -38,12 +39,12 @@ if [[ $FM_STACK == suite ]]; then
   # suite onto the main stack's ports, and the suite's own processes (whose environment holds
   # these) must compute the same values again.
   unset FM_REGISTRY_PORT FM_POSTGRES_PORT FM_PREFECT_PORT FM_AWS_PORT DOCKER_HOST PREFECT_HOME \
-    PREFECT_API_URL PREFECT_LOCAL_STORAGE_PATH FM_LAUNCHER_SOCKET FM_AWS_ENDPOINT_URL \
+    PREFECT_API_URL PREFECT_LOCAL_STORAGE_PATH FM_LAUNCHER_SOCKET FM_CDN_ADMIN_PORT FM_REDIS_PORT FM_AWS_ENDPOINT_URL \
     FM_AWS_INFRASTRUCTURE_TIMEOUT FM_STAGING_URL FM_PRODUCTION_URL FM_SANDBOX_URL \
     FM_SANDBOX_API_URL FM_SANDBOX_PORT_BASE FM_STAGING_AWS_ACCESS_KEY_ID \
     FM_STAGING_AWS_SECRET_ACCESS_KEY FM_PRODUCTION_AWS_ACCESS_KEY_ID FM_PRODUCTION_AWS_SECRET_ACCESS_KEY
   export FM_STACK_DIR=${FM_SUITE_DIR:-/var/lib/flowmasters-suite}
-  export FM_REGISTRY_PORT=5100 FM_POSTGRES_PORT=5533 FM_PREFECT_PORT=4300 FM_AWS_PORT=5110
+  export FM_REGISTRY_PORT=5100 FM_POSTGRES_PORT=5533 FM_PREFECT_PORT=4300 FM_AWS_PORT=5110 FM_CDN_ADMIN_PORT=6182 FM_REDIS_PORT=6479
   export FM_STAGING_URL=http://127.0.0.1:9180 FM_PRODUCTION_URL=http://127.0.0.1:10180
   export FM_SANDBOX_URL=http://127.0.0.1:8190 FM_SANDBOX_API_URL=http://127.0.0.1:8191
   export FM_SANDBOX_PORT_BASE=18220
@@ -52,6 +53,8 @@ export FM_STACK_DIR=${FM_STACK_DIR:-/var/lib/flowmasters}
 export FM_REGISTRY_PORT=${FM_REGISTRY_PORT:-5000}
 export FM_POSTGRES_PORT=${FM_POSTGRES_PORT:-5433}
 export FM_PREFECT_PORT=${FM_PREFECT_PORT:-4200}
+export FM_CDN_ADMIN_PORT=${FM_CDN_ADMIN_PORT:-6082}
+export FM_REDIS_PORT=${FM_REDIS_PORT:-6379}
 export FM_BASE_IMAGE=${FM_BASE_IMAGE:-flowmasters/base:bookworm}
 # The Node.js base of the real sample app (examples/flowmasters-payload), made here from a wheel.
 export FM_NODE_IMAGE=${FM_NODE_IMAGE:-flowmasters/node:24.19.0}
@@ -114,7 +117,7 @@ die() { printf '[stack] ERROR: %s\n' "$*" >&2; exit 1; }
 
 # What each component's command line contains: after a reboot the PID files stay, and their
 # numbers may belong to another process by then (or to a thread of one, which `kill -0` accepts).
-declare -A COMMAND_OF=([dockerd]=dockerd [registry]=registry [postgres]=postgres [haproxy]=haproxy
+declare -A COMMAND_OF=([dockerd]=dockerd [registry]=registry [postgres]=postgres [haproxy]=haproxy [varnish]=varnishd [redis]=redis-server
   [moto]=moto_server [prefect]="server start" [launcher]=launcher.warm [worker]="worker start")
 
 running() { # running NAME: the PID recorded for NAME is a live process running NAME's command
@@ -144,6 +147,8 @@ install_packages() {
   command -v docker-registry >/dev/null || missing+=(docker-registry)
   [[ -x $PG_BIN/postgres ]] || missing+=(postgresql)
   command -v haproxy >/dev/null || missing+=(haproxy)
+  [[ -x /usr/sbin/varnishd ]] || missing+=(varnish)
+  command -v redis-server >/dev/null || missing+=(redis-server)
   command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
   command -v curl >/dev/null || missing+=(curl)
   command -v git >/dev/null || missing+=(git)
@@ -259,6 +264,10 @@ start_postgres() {
   if [[ ! -s $FM_STACK_DIR/secrets/payload-secret ]]; then
     (umask 077; python3 -c 'import secrets; print(secrets.token_urlsafe(32))' >"$FM_STACK_DIR/secrets/payload-secret")
   fi
+  # The secret Payload's page hooks send with their call to the frontend's POST /revalidate.
+  if [[ ! -s $FM_STACK_DIR/secrets/revalidate-secret ]]; then
+    (umask 077; python3 -c 'import secrets; print(secrets.token_urlsafe(32))' >"$FM_STACK_DIR/secrets/revalidate-secret")
+  fi
   # The app's role may create databases: each environment (and each integration test) gets its own.
   psql_admin -v pw="$pw" <<'SQL' >/dev/null
 SELECT 'CREATE ROLE flowmasters LOGIN CREATEDB' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'flowmasters')\gexec
@@ -292,7 +301,7 @@ psql_admin() {
 start_haproxy() {
   local dir=$FM_STACK_DIR/haproxy
   mkdir -p "$dir/conf.d"
-  cat >"$dir/haproxy.cfg" <<EOF
+  cat >"$dir/haproxy.cfg.new" <<EOF
 # Written by scripts/stack.sh. Environments add conf.d/<environment>.cfg (written by the Docker-host
 # target); traffic is switched through the runtime API on $dir/admin.sock, without reloads.
 global
@@ -314,13 +323,90 @@ defaults
     retries 2
     retry-on conn-failure empty-response response-timeout
     default-server init-addr none
+# The CDN (Varnish) behind every environment's public frontend that has one, and the way back
+# from it: fe_origin sends each request to the backend its public frontend named. When the CDN
+# does not answer, the origin serves alone (its backup): the CDN speeds pages up, and its
+# outage costs its cache, never an answer.
+frontend fe_origin
+    bind unix@$dir/origin.sock mode 666
+    use_backend %[req.hdr(X-FM-Backend)]
+backend be_cdn
+    server cdn unix@$FM_STACK_DIR/varnish/cdn.sock check inter 1s fall 1 rise 2 observe layer4 error-limit 1 on-error mark-down
+    server origin unix@$dir/origin.sock backup
 EOF
-  if running haproxy; then say "haproxy: already running (admin socket $dir/admin.sock)"; return; fi
+  if running haproxy; then
+    if cmp -s "$dir/haproxy.cfg.new" "$dir/haproxy.cfg"; then
+      rm "$dir/haproxy.cfg.new"; say "haproxy: already running (admin socket $dir/admin.sock)"; return
+    fi
+    haproxy -c -q -f "$dir/haproxy.cfg.new" -f "$dir/conf.d" || die "haproxy: the new configuration is invalid"
+    mv "$dir/haproxy.cfg.new" "$dir/haproxy.cfg"
+    kill -USR2 "$(cat "$PIDS/haproxy.pid")"  # the master reloads; live connections carry on
+    say "haproxy: reloaded with the changed $dir/haproxy.cfg"
+    return
+  fi
+  mv "$dir/haproxy.cfg.new" "$dir/haproxy.cfg"
   haproxy -c -q -f "$dir/haproxy.cfg" -f "$dir/conf.d" || die "haproxy configuration is invalid"
   nohup haproxy -W -f "$dir/haproxy.cfg" -f "$dir/conf.d" -p "$PIDS/haproxy.pid" >"$LOGS/haproxy.log" 2>&1 &
   echo $! >"$PIDS/haproxy.pid"
   wait_for "haproxy" 30 test -S "$dir/admin.sock"
   say "haproxy: started (pid $(cat "$PIDS/haproxy.pid"), admin socket $dir/admin.sock)"
+}
+
+# Varnish, the CDN: one for every environment of the stack, on a unix socket behind HAProxy's
+# public frontends (so each environment's ports are HAProxy's to bind: Varnish binds its
+# listeners only at start). Its VCL (infra/cdn/flowmasters.vcl) is loaded anew when it changed.
+start_varnish() {
+  local dir=$FM_STACK_DIR/varnish
+  mkdir -p "$dir"
+  if [[ ! -s $dir/secret ]]; then  # the admin port's secret; the CDN block holds a copy
+    (umask 077; python3 -c 'import secrets; print(secrets.token_urlsafe(32), end="")' >"$dir/secret")
+  fi
+  sed "s#ORIGIN_SOCKET#$FM_STACK_DIR/haproxy/origin.sock#" "$ROOT/infra/cdn/flowmasters.vcl" >"$dir/flowmasters.vcl.new"
+  if running varnish; then
+    if cmp -s "$dir/flowmasters.vcl.new" "$dir/flowmasters.vcl"; then
+      say "varnish: already running (admin 127.0.0.1:$FM_CDN_ADMIN_PORT)"
+    else
+      local name; name=fm$(date +%s)
+      varnish_admin vcl.load "$name" "$dir/flowmasters.vcl.new" >/dev/null &&
+        varnish_admin vcl.use "$name" >/dev/null || die "varnish rejected $ROOT/infra/cdn/flowmasters.vcl"
+      say "varnish: loaded the changed VCL as $name"
+    fi
+    mv "$dir/flowmasters.vcl.new" "$dir/flowmasters.vcl"
+    return
+  fi
+  mv "$dir/flowmasters.vcl.new" "$dir/flowmasters.vcl"
+  # -t 0: nothing is cached that the app does not mark cacheable. 256 MB in memory (a restart
+  # empties it). http_gzip_support=off: each answer is kept as the app sent it, one variant per
+  # Accept-Encoding (the app's Vary); with it on, Varnish asks for gzip and unzips for every
+  # client that did not ask for it: 23,000 requests/s of / without Accept-Encoding, 29,500 off.
+  nohup varnishd -F -n "$dir/work" -a "$dir/cdn.sock,mode=666" -T "127.0.0.1:$FM_CDN_ADMIN_PORT" \
+    -S "$dir/secret" -f "$dir/flowmasters.vcl" -s malloc,256m -t 0 -p http_gzip_support=off \
+    >"$LOGS/varnish.log" 2>&1 &
+  echo $! >"$PIDS/varnish.pid"
+  wait_for "varnish" 30 varnish_admin ping
+  say "varnish: started (pid $(cat "$PIDS/varnish.pid"), admin 127.0.0.1:$FM_CDN_ADMIN_PORT)"
+}
+
+varnish_admin() {
+  varnishadm -T "127.0.0.1:$FM_CDN_ADMIN_PORT" -S "$FM_STACK_DIR/varnish/secret" "$@"
+}
+
+# Redis, the frontend's shared cache (Next.js's rendered pages; cache-handler.mjs in the app):
+# memory only (a cache: nothing to save), least recently used out first. Its password is in a
+# file of its own (not on the command line) and, inside REDIS_URL, in the secret the environment
+# registers as a block (local.yaml's `secrets:`).
+start_redis() {
+  local dir=$FM_STACK_DIR/redis pw
+  mkdir -p "$dir" "$FM_STACK_DIR/secrets"
+  pw=$(stand_in_secret redis-password)
+  (umask 077; printf 'redis://:%s@127.0.0.1:%s/0' "$pw" "$FM_REDIS_PORT" >"$FM_STACK_DIR/secrets/redis-url")
+  if running redis; then say "redis: already running on 127.0.0.1:$FM_REDIS_PORT"; return; fi
+  (umask 077; printf '%s\n' "bind 127.0.0.1" "port $FM_REDIS_PORT" "requirepass $pw" "dir $dir" \
+    'save ""' "appendonly no" "maxmemory 256mb" "maxmemory-policy allkeys-lru" >"$dir/redis.conf")
+  nohup redis-server "$dir/redis.conf" >"$LOGS/redis.log" 2>&1 &
+  echo $! >"$PIDS/redis.pid"
+  wait_for "redis" 30 bash -c "exec 3<>/dev/tcp/127.0.0.1/$FM_REDIS_PORT"
+  say "redis: started (pid $(cat "$PIDS/redis.pid"), 127.0.0.1:$FM_REDIS_PORT)"
 }
 
 start_prefect() {
@@ -399,6 +485,8 @@ cmd_up() {
   start_registry
   start_postgres
   start_haproxy
+  start_varnish
+  start_redis
   start_aws_standin
   start_prefect
   start_launcher
@@ -406,20 +494,33 @@ cmd_up() {
   say "ready: registry 127.0.0.1:$FM_REGISTRY_PORT, postgres 127.0.0.1:$FM_POSTGRES_PORT, prefect $PREFECT_API_URL"
 }
 
+# Every component but the engine, in the order `down` stops them (what starts runs first).
+STOPPED_FIRST=(worker launcher prefect moto varnish redis haproxy registry)
+
+stop_postgres() { # stop_postgres fast|immediate
+  if [[ -s $FM_STACK_DIR/postgres/data/PG_VERSION ]]; then
+    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$FM_STACK_DIR/postgres/data" -m "$1" stop >/dev/null 2>&1 &&
+      say "postgres: stopped"
+    rm -f "$PIDS/postgres.pid"
+  fi
+}
+
+stop_components() { # stop_components one-by-one|all-at-once: every component but the engine
+  local name
+  if [[ $1 == all-at-once ]]; then
+    for name in "${STOPPED_FIRST[@]}"; do stop_one "$name" & done
+    stop_postgres immediate &
+    wait
+  else
+    for name in "${STOPPED_FIRST[@]}"; do stop_one "$name"; done
+    stop_postgres fast
+  fi
+}
+
 cmd_down() {
   if [[ -d $PIDS ]]; then
     # Containers of the environments keep running only while the engine does.
-    stop_one worker
-    stop_one launcher
-    stop_one prefect
-    stop_one moto
-    stop_one haproxy
-    stop_one registry
-    if [[ -s $FM_STACK_DIR/postgres/data/PG_VERSION ]]; then
-      runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$FM_STACK_DIR/postgres/data" -m fast stop >/dev/null 2>&1 &&
-        say "postgres: stopped"
-      rm -f "$PIDS/postgres.pid"
-    fi
+    stop_components one-by-one
     stop_one dockerd
   fi
 }
@@ -434,15 +535,7 @@ cmd_destroy() {
   fi
   # What `down` does, all at once (its data goes next, so no order between them matters): a
   # minute one by one, mostly waiting for each to exit.
-  local name
-  if [[ -d $PIDS ]]; then
-    for name in worker launcher prefect moto haproxy registry; do stop_one "$name" & done
-    if [[ -s $FM_STACK_DIR/postgres/data/PG_VERSION ]]; then
-      runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$FM_STACK_DIR/postgres/data" -m immediate stop >/dev/null 2>&1 &
-    fi
-    wait
-    rm -f "$PIDS/postgres.pid"
-  fi
+  [[ ! -d $PIDS ]] || stop_components all-at-once
   cmd_down  # the engine, and anything the above left
   # A killed engine leaves its mounts behind; a mounted folder cannot be deleted.
   findmnt -rn -o TARGET | grep -F "$FM_STACK_DIR/" | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
@@ -462,13 +555,13 @@ cmd_restart() {
 }
 
 cmd_status() {
-  for name in dockerd registry postgres haproxy moto prefect launcher worker; do
+  for name in dockerd registry postgres haproxy varnish redis moto prefect launcher worker; do
     if running "$name"; then say "$name: running (pid $(cat "$PIDS/$name.pid"))"; else say "$name: not running"; fi
   done
 }
 
 cmd_env() {
-  for v in FM_STACK FM_CACHE_DIR FM_STACK_DIR FM_REGISTRY_PORT FM_POSTGRES_PORT FM_PREFECT_PORT FM_BASE_IMAGE FM_NODE_IMAGE DOCKER_HOST \
+  for v in FM_STACK FM_CACHE_DIR FM_STACK_DIR FM_REGISTRY_PORT FM_POSTGRES_PORT FM_PREFECT_PORT FM_CDN_ADMIN_PORT FM_REDIS_PORT FM_BASE_IMAGE FM_NODE_IMAGE DOCKER_HOST \
     PREFECT_HOME PREFECT_API_URL PREFECT_LOCAL_STORAGE_PATH PREFECT_SERVER_ANALYTICS_ENABLED DO_NOT_TRACK \
     PREFECT_RESULTS_PERSIST_BY_DEFAULT FM_WORK_POOL FM_LAUNCHER_SOCKET FM_REPO_ROOT FM_APP_REPOSITORY FM_AWS_PORT \
     FM_AWS_ENDPOINT_URL FM_AWS_REGION FM_AWS_INFRASTRUCTURE_TIMEOUT FM_STAGING_AWS_ACCESS_KEY_ID FM_STAGING_AWS_SECRET_ACCESS_KEY \

@@ -148,6 +148,8 @@ def move_ports(description: dict[str, Any]) -> None:
         service["public_url"] = backend_url if service["name"] == "backend" else frontend_url
         if service["name"] == "frontend":
             service["env"] = {**service.get("env", {}), "BACKEND_URL": backend_url}
+        if "FRONTEND_REVALIDATE_URL" in service.get("env", {}):
+            service["env"]["FRONTEND_REVALIDATE_URL"] = f"{frontend_url}/revalidate"
 
 
 def new_code(source: Path, version: str, services: tuple[str, ...] | None = None) -> Path:

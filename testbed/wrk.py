@@ -10,7 +10,8 @@ answer carried; socket errors (connect, read, write, timeout) come from wrk itse
 paces each connection (wrk's `delay()`), so the load is a steady rate users would make, not a
 flood that measures only the machine's CPU. `rate` instead sets the whole process's requests/s,
 held whatever the latency (while `connections` cover it). `flag_text` counts a 2xx answer whose body holds it
-(a page that rendered "content unavailable") as failed too.
+(a page that rendered "content unavailable") as failed too. `headers` go with every request
+(a Cookie: what a CDN passes to the origin).
 """
 
 from __future__ import annotations
@@ -133,6 +134,7 @@ class Wrk:
         max_seconds: int = 900,
         version_pattern: str | None = None,
         flag_text: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         if shutil.which("wrk") is None:
             raise RuntimeError(
@@ -155,7 +157,8 @@ class Wrk:
         )
         self._argv = [
             "wrk", f"-t{min(threads, connections)}", f"-c{connections}", f"-d{max_seconds}s",
-            f"--timeout={timeout_s}s", "-s", str(self._script), url,
+            f"--timeout={timeout_s}s", "-s", str(self._script),
+            *(f"-H{name}: {value}" for name, value in (headers or {}).items()), url,
         ]  # fmt: skip
         self._process: subprocess.Popen[str] | None = None
         self.result: WrkResult | None = None

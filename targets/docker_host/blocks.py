@@ -11,6 +11,8 @@ from prefect.blocks.core import Block
 from prefect_docker import DockerHost, DockerRegistryCredentials
 from pydantic import Field, SecretStr
 
+from targets.docker_host.cdn import VarnishAdmin
+
 
 class PostgresConnection(Block):
     """Connection to the application's PostgreSQL database.
@@ -57,6 +59,29 @@ class PostgresConnection(Block):
         return f"postgresql://{self.username}@{self.host}:{self.port}/{self.database}"
 
 
+class VarnishCdn(Block):
+    """The host's CDN (Varnish, shared by the host's environments): its admin port and secret.
+
+    Example:
+        ```python
+        from targets.docker_host.blocks import VarnishCdn
+        cdn = VarnishCdn.load("local-cdn")
+        ```
+    """
+
+    _block_type_name = "Flowmasters Varnish CDN"
+    _description = "The Docker host's CDN: Varnish's admin (CLI) port and its secret."
+
+    admin: str = Field(
+        default="127.0.0.1:6082", description="Varnish's admin port (-T), host:port."
+    )
+    secret: SecretStr = Field(description="The contents of Varnish's secret file (-S).")
+
+    def client(self) -> VarnishAdmin:
+        """The admin client; the secret is unwrapped here, at the call."""
+        return VarnishAdmin(self.admin, self.secret.get_secret_value())
+
+
 class DockerHostTarget(Block):
     """A single Docker host: engine, registry, PostgreSQL and an HAProxy load balancer.
 
@@ -86,3 +111,7 @@ class DockerHostTarget(Block):
     backup_dir: str = Field(description="Folder for the pre-migration database dumps.")
     port_base: int = Field(ge=1024, le=65000, description="First of the service slot ports.")
     keep_revisions: int = Field(default=3, ge=2, description="Stopped containers kept per service.")
+    cdn: VarnishCdn | None = Field(
+        default=None,
+        description="The host's CDN in front of the public URLs; none: HAProxy serves them alone.",
+    )

@@ -2,7 +2,8 @@
 
 Blocks per environment NAME: NAME-docker-host (the target), NAME-docker (DockerHost) and
 NAME-database (the Postgres connection, its password a secret read from `password_file` or
-`password_env`, never from the YAML).
+`password_env`, never from the YAML), and with a `cdn:` entry NAME-cdn (the host's Varnish: its admin
+port and the secret from its `password_file`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 from prefect_docker import DockerHost
 
-from targets.docker_host.blocks import DockerHostTarget, PostgresConnection
+from targets.docker_host.blocks import DockerHostTarget, PostgresConnection, VarnishCdn
 from targets.secrets import read_secret
 
 
@@ -31,6 +32,13 @@ def register(name: str, target: dict[str, Any]) -> DockerHostTarget:
     docker_host = DockerHost(base_url=target["docker_host"], timeout=900)
     docker_host.save(f"{name}-docker", overwrite=True)
     proxy_dir = Path(target["proxy_dir"])
+    cdn = None
+    if "cdn" in target:
+        cdn = VarnishCdn(
+            admin=target["cdn"].get("admin", "127.0.0.1:6082"),
+            secret=read_secret(target["cdn"], f"environment '{name}' CDN"),
+        )
+        cdn.save(f"{name}-cdn", overwrite=True)
     host_target = DockerHostTarget(
         docker_host=docker_host,
         registry=target["registry"],
@@ -42,6 +50,7 @@ def register(name: str, target: dict[str, Any]) -> DockerHostTarget:
         proxy_pidfile=str(proxy_dir.parent / "pids" / "haproxy.pid"),
         backup_dir=target["backup_dir"],
         port_base=int(target["port_base"]),
+        cdn=cdn,
     )
     host_target.save(f"{name}-docker-host", overwrite=True)
     return host_target

@@ -42,6 +42,7 @@ class ServiceRoute:
     public_port: int
     slot_ports: tuple[int, int]
     health_path: str
+    private_paths: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -129,16 +130,40 @@ CHECK = "check inter 2s fastinter 500ms downinter 1s fall 3 rise 1"
 
 
 def render_config(
-    environment: str, routes: Sequence[ServiceRoute], live: Mapping[str, int | None]
+    environment: str,
+    routes: Sequence[ServiceRoute],
+    live: Mapping[str, int | None],
+    live_map: str | None = None,
 ) -> str:
-    """The environment's HAProxy config; `live` names each service's live slot (None: none yet)."""
+    """The environment's HAProxy config; `live` names each service's live slot (None: none yet).
+
+    With `live_map` (the environment's map file, see `render_map`), the public frontend sends
+    each request through the host's CDN (`be_cdn`, which scripts/stack.sh declares) and names
+    for it the service's backend and live version and slot; the CDN comes back through the
+    host's origin frontend (`fe_origin`) to the service's backend. Without it, the frontend
+    goes straight to the backend (a host without a CDN)."""
     lines = [f"# Managed by flowmasters for environment '{environment}'; releases rewrite it."]
     for route in routes:
         be = backend_name(environment, route.service)
         lines += [
             f"frontend fe_{environment}_{route.service}",
             f"    bind 127.0.0.1:{route.public_port}",
-            f"    default_backend {be}",
+        ]
+        if live_map:
+            lines += [
+                f"    http-request set-header X-FM-Backend {be}",
+                f"    http-request set-header X-FM-Live-Version %[str({be}.version),map({live_map},none)]",
+                f"    http-request set-header X-FM-Live-Slot %[str({be}.slot),map({live_map},none)]",
+                "    http-request del-header X-FM-Private",
+                *(
+                    f"    http-request set-header X-FM-Private 1 if {{ path_beg {path} }}"
+                    for path in route.private_paths
+                ),
+                "    default_backend be_cdn",
+            ]
+        else:
+            lines.append(f"    default_backend {be}")
+        lines += [
             f"backend {be}",
             f"    option httpchk GET {route.health_path}",
             "    http-check expect status 200",
@@ -146,11 +171,37 @@ def render_config(
             # is the whole check's timeout, and under load the only server of a backend was
             # taken out while it still served). A refused connection still fails at once.
             "    timeout check 5s",
+            # Which slot answered: the CDN stores an answer only from the slot it expects.
+            "    http-response set-header X-FM-Slot %[srv_name]",
         ]
         for slot, port in zip(SLOTS, route.slot_ports, strict=True):
             disabled = "" if live.get(route.service) == slot else " disabled"
             lines.append(f"    server {server_name(slot)} 127.0.0.1:{port} {CHECK}{disabled}")
     return "\n".join(lines) + "\n"
+
+
+def render_map(
+    environment: str,
+    routes: Sequence[ServiceRoute],
+    live: Mapping[str, int | None],
+    versions: Mapping[str, str | None],
+) -> str:
+    """The environment's live map: per service, its live slot and version (`none` before the
+    first release). The CDN keys pages by the version, so one version's pages never answer for
+    another's; a switch updates the map at runtime (`set map`), and this file keeps it across
+    reloads."""
+    lines = []
+    for route in routes:
+        be = backend_name(environment, route.service)
+        slot = live.get(route.service)
+        lines.append(f"{be}.slot {server_name(slot) if slot is not None else 'none'}")
+        lines.append(f"{be}.version {versions.get(route.service) or 'none'}")
+    return "\n".join(lines) + "\n"
+
+
+def map_path(config_dir: str, environment: str) -> str:
+    """Beside the config file; HAProxy reads only `*.cfg` as configuration from the folder."""
+    return str(Path(config_dir) / f"{environment}.map")
 
 
 def parse_stat(csv_text: str) -> dict[tuple[str, str], ServerState]:
@@ -241,6 +292,10 @@ class HaproxyAdmin:
             )
         return parse_stat(reply)
 
+    def set_map(self, path: str, key: str, value: str) -> None:
+        """A live map entry, at once (every key exists: `render_map` writes each service's)."""
+        self.command(f"set map {path} {key} {value}")
+
     def set_state(self, backend: str, slot: int, state: str) -> None:
         self.command(f"set server {backend}/{server_name(slot)} state {state}")
 
@@ -264,8 +319,16 @@ class HaproxyAdmin:
                 next_note += 5
             time.sleep(0.2)
 
-    def switch(self, backend: str, new: int, old: int | None, drain_timeout: float = 30) -> None:
-        """Send traffic to `new`, drain and park `old`. No request is dropped on the way."""
+    def switch(
+        self,
+        backend: str,
+        new: int,
+        old: int | None,
+        drain_timeout: float = 30,
+        moved: Callable[[], None] = lambda: None,
+    ) -> None:
+        """Send traffic to `new`, drain and park `old`. No request is dropped on the way.
+        `moved` runs as soon as new requests go to `new` only (before the drain's wait)."""
         self.set_state(backend, new, "ready")
         new_key = (backend, server_name(new))
         self.wait_for(
@@ -274,9 +337,11 @@ class HaproxyAdmin:
             timeout=30,
         )
         if old is None or old == new:
+            moved()
             return
         old_key = (backend, server_name(old))
         self.set_state(backend, old, "drain")
+        moved()
         self.wait_for(
             f"{old_key[1]} of {backend} has no sessions",
             lambda s: s[old_key].sessions == 0,
@@ -303,13 +368,14 @@ def config_lock(config_dir: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def write_config(config_dir: str, environment: str, text: str) -> bool:
-    """Write the environment's file; True when its content changed."""
-    path = Path(config_dir) / f"{environment}.cfg"
+def write_config(config_dir: str, environment: str, text: str, suffix: str = ".cfg") -> bool:
+    """Write the environment's file (its config, or its map with suffix ".map"); True when its
+    content changed."""
+    path = Path(config_dir) / f"{environment}{suffix}"
     if path.exists() and path.read_text() == text:
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
     return True

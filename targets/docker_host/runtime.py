@@ -14,10 +14,11 @@ from pathlib import Path
 
 import docker
 import docker.errors
+import httpx
 from docker.models.containers import Container
 
 from domain.environment import EnvironmentSpec
-from domain.errors import ReleaseError
+from domain.errors import ReleaseError, TransientError
 from domain.migrations import Applied, MigrationTable
 from domain.results import (
     Backup,
@@ -33,7 +34,7 @@ from domain.results import (
 )
 from domain.services import ServiceSpec
 from targets import images, migrations, secrets, verify
-from targets.docker_host import containers, database, proxy
+from targets.docker_host import cdn, containers, database, proxy
 from targets.docker_host import push as pushing
 from targets.docker_host.blocks import DockerHostTarget
 from targets.docker_host.registry import RegistryClient
@@ -67,6 +68,7 @@ class DockerHostRuntime(migrations.OneOffMigrations):
                 public_port=proxy.public_port(service.public_url),
                 slot_ports=(block.port_base + 2 * i, block.port_base + 2 * i + 1),
                 health_path=service.lb_check_path or service.health_path,
+                private_paths=(service.admin_path,) if service.admin_path else (),
             )
             for i, service in enumerate(environment.ordered())
         }
@@ -174,10 +176,28 @@ class DockerHostRuntime(migrations.OneOffMigrations):
                 ) from exc
         return f"{ref} present"
 
-    def _proxy_config(self) -> str:
+    def _live_slots(self) -> dict[str, int | None]:
         states = self.admin.states()
-        live = {name: proxy.live_slot(states, self._backend(name)) for name in self.routes}
-        return proxy.render_config(self.env.name, list(self.routes.values()), live)
+        return {name: proxy.live_slot(states, self._backend(name)) for name in self.routes}
+
+    def _map_path(self) -> str | None:
+        """The environment's live map, when its public URLs go through the host's CDN."""
+        if self.block.cdn is None:
+            return None
+        return proxy.map_path(self.block.proxy_config_dir, self.env.name)
+
+    def _proxy_config(self, live: dict[str, int | None] | None = None) -> str:
+        live = self._live_slots() if live is None else live
+        return proxy.render_config(
+            self.env.name, list(self.routes.values()), live, live_map=self._map_path()
+        )
+
+    def _proxy_map(self, live: dict[str, int | None]) -> str:
+        versions = {}
+        for name, slot in live.items():
+            revision = self._revision_on(name, slot)
+            versions[name] = revision.version if revision else None
+        return proxy.render_map(self.env.name, list(self.routes.values()), live, versions)
 
     def _ports(self) -> str:
         return ", ".join(f"{n} on 127.0.0.1:{r.public_port}" for n, r in self.routes.items())
@@ -217,8 +237,26 @@ class DockerHostRuntime(migrations.OneOffMigrations):
         """Nothing was written while the change waited: nothing to discard."""
 
     def _write_proxy_config(self) -> bool:
-        """The environment's HAProxy file with each service's live slot; True when it changed."""
-        return proxy.write_config(self.block.proxy_config_dir, self.env.name, self._proxy_config())
+        """The environment's HAProxy file with each service's live slot, and its live map first
+        (the config names it); True when the config changed (the map changes at runtime)."""
+        live = self._live_slots()
+        if self._map_path():
+            proxy.write_config(
+                self.block.proxy_config_dir, self.env.name, self._proxy_map(live), suffix=".map"
+            )
+        return proxy.write_config(
+            self.block.proxy_config_dir, self.env.name, self._proxy_config(live)
+        )
+
+    def _publish_live(self, service: str, slot: int, version: str) -> None:
+        """Tell the CDN (through HAProxy's live map) which version and slot now serve `service`:
+        from this moment its pages are looked up under the new version."""
+        path = self._map_path()
+        if path is None or not Path(path).is_file():
+            return
+        backend = self._backend(service)
+        self.admin.set_map(path, f"{backend}.slot", proxy.server_name(slot))
+        self.admin.set_map(path, f"{backend}.version", version)
 
     # -- steps 2-3: images ---------------------------------------------------------------------
 
@@ -350,7 +388,7 @@ class DockerHostRuntime(migrations.OneOffMigrations):
         with self._engine() as client:
             image_id = self._ensure_image(client, image)
             if live is not None and previous is not None and previous.image_id == image_id:
-                self._finish_switch(states, backend, live)
+                self._finish_switch(states, service, live, version)
                 return DeployResult.unchanged(previous, f"{version} already live; nothing changed")
             new_slot = 1 if live == 0 else 0
             container = self._standing_by(client, spec, image_id, version, new_slot)
@@ -359,7 +397,12 @@ class DockerHostRuntime(migrations.OneOffMigrations):
                 container = self._start_healthy(client, spec, image, version, new_slot)
             _logger().info(f"{service} {version}: healthy; switching traffic to slot{new_slot}")
             with proxy.config_lock(self.block.proxy_config_dir):
-                self.admin.switch(backend, new_slot, live)
+                self.admin.switch(
+                    backend,
+                    new_slot,
+                    live,
+                    moved=lambda: self._publish_live(service, new_slot, version),
+                )
                 self._write_proxy_config()
             if keep_previous:
                 self._prune(client, service)
@@ -378,16 +421,23 @@ class DockerHostRuntime(migrations.OneOffMigrations):
         )
 
     def _finish_switch(
-        self, states: dict[tuple[str, str], proxy.ServerState], backend: str, live: int
+        self,
+        states: dict[tuple[str, str], proxy.ServerState],
+        service: str,
+        live: int,
+        version: str,
     ) -> None:
         """The image is live on `live`: finish what a deploy that switched and then failed may
         have left undone (its retry lands here). Park the other slot if it still takes traffic
-        (the switch stopped before the drain); write the config file (a no-op when current)."""
+        (the switch stopped before the drain); point the CDN at the live version; write the
+        config file (a no-op when current)."""
+        backend = self._backend(service)
         other = 1 - live
         with proxy.config_lock(self.block.proxy_config_dir):
             if proxy.in_rotation(states.get((backend, proxy.server_name(other)))):
                 _logger().info(f"{backend}: slot{other} is still in rotation beside slot{live}")
                 self.admin.switch(backend, live, other)
+            self._publish_live(service, live, version)
             self._write_proxy_config()
 
     def _standing_by(
@@ -423,7 +473,14 @@ class DockerHostRuntime(migrations.OneOffMigrations):
         port = self.routes[spec.name].slot_ports[slot]
         name = containers.container_name(self.env.name, spec.name, version, slot)
         self._clear_slot(client, spec.name, slot, name)
-        env = {**spec.env, **self._app_env(spec), "PORT": str(port)}
+        # FM_ENVIRONMENT: what a service shares with others on the host (a cache's keys) is
+        # its environment's alone.
+        env = {
+            **spec.env,
+            **self._app_env(spec),
+            "PORT": str(port),
+            "FM_ENVIRONMENT": self.env.name,
+        }
         container = client.containers.run(
             image,
             name=name,
@@ -503,6 +560,55 @@ class DockerHostRuntime(migrations.OneOffMigrations):
             routes.append(f"{name} -> slot{slot} ({status})")
         return EdgeResult(
             load_balancer="HAProxy: " + ", ".join(routes),
-            cdn="none: the Docker-host target has no CDN, so there is nothing to invalidate",
+            cdn=self._update_cdn([d for d in deployed if d.changed]),
             changed=any(d.changed for d in deployed),
         )
+
+    def _update_cdn(self, changed: list[DeployResult]) -> str:
+        """Ban every page of each service that changed (in every version: the CDN keys pages by
+        version, so none of the previous version's was served after the switch; this frees them,
+        and a version the release or rollback brings back starts from fresh pages), then keep
+        the new version's static assets in the CDN for the pages of this version that users
+        now load. A CDN that does not answer fails nothing: users are served by HAProxy alone
+        (scripts/stack.sh makes the origin the CDN's backup) and the row says so."""
+        if self.block.cdn is None:
+            return "none: this Docker host has no CDN (the target's `cdn`), nothing to invalidate"
+        if not changed:
+            return "nothing changed, nothing invalidated"
+        names = [d.service for d in changed]
+        try:
+            self.block.cdn.client().commands(
+                f"ban {cdn.ban_expression(self._backend(name))}" for name in names
+            )
+        except TransientError as exc:
+            _logger().warning(f"CDN: {exc}; not invalidated")
+            return f"unreachable, nothing invalidated ({exc}); users are served without it"
+        kept = [self._keep_assets(name) for name in names]
+        return f"banned every page of {', '.join(names)} (all versions){''.join(kept)}"
+
+    def _keep_assets(self, service: str) -> str:
+        """Fetch through the CDN every static asset the service's probed pages refer to."""
+        spec = self.env.service(service)
+        base = spec.public_url.rstrip("/")
+        paths = [p.path for p in self.env.checks.probes if p.service == service]
+        assets: list[str] = []
+        with httpx.Client(base_url=base, timeout=10) as http:
+            for path in dict.fromkeys(paths):
+                try:
+                    page = http.get(path)
+                except httpx.TransportError:
+                    continue
+                if "html" in page.headers.get("content-type", ""):
+                    assets += [a for a in cdn.asset_paths(page.text) if a not in assets]
+            try:
+                missing = [a for a in assets if http.get(a).status_code != 200]
+            except httpx.TransportError as exc:
+                raise TransientError(f"CDN: fetching {service}'s static assets: {exc}") from exc
+        if not assets:
+            return ""
+        if missing:
+            raise ReleaseError(
+                f"CDN: {len(missing)} of {len(assets)} static assets of {service}'s pages do not "
+                f"answer 200 (first: {missing[0]}): its pages would load broken"
+            )
+        return f"; keeps {service}'s {len(assets)} static assets"

@@ -9,54 +9,26 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from uuid import UUID
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 from prefect.client.orchestration import get_client
 
 from tests.e2e.conftest import SANDBOX, SANDBOX_FRONTEND, code, new_version, read, served_version
+from tests.support.browser import chromium, new_page, screenshot_on_failure
 
 pytestmark = [pytest.mark.e2e, SANDBOX]
 
 UI = os.environ.get("PREFECT_API_URL", "http://127.0.0.1:4200/api").removesuffix("/api")
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 FINAL_STATE = re.compile(r"^(Completed|Failed|Crashed|Cancelled)$")
 
 
 @pytest.fixture
 def browser_page() -> Iterator[Page]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: `apt-get install -y chromium`")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-        finally:
-            browser.close()
-
-
-@contextmanager
-def screenshot_on_failure(page: Page, path: Path) -> Iterator[None]:
-    """A failure names a screenshot of what the page showed then."""
-    try:
-        yield
-    except (Exception, pytest.fail.Exception) as exc:
-        page.screenshot(path=path, full_page=True)
-        pytest.fail(f"{exc}\nscreenshot of the page: {path}")
+    with chromium() as browser:
+        yield new_page(browser)
 
 
 def deployment_id(name: str) -> UUID:

@@ -19,8 +19,11 @@ Next.js's and Payload's own.
   migrations' first connection: the sample app's scripts/migrate.mjs exits 75 before Payload
   runs, the step retries, and Payload applies the migration: released. (Payload's CLI alone
   exits 1, final by the migration contract: README, "Migrations".) One case only: each release
-  with a migration costs a build of the backend, about two minutes here. It comes last and is
-  also the release that proves the environment works after the faults before it.
+  with a migration costs a build of the backend, about two minutes here. It is also the release
+  that proves the environment works after the faults before it;
+- Redis (the frontend's shared cache) stopped as the new frontend starts, under load that passes
+  the CDN: released, no request failed (the frontends serve from their own memory meanwhile),
+  and Redis is used again once the stack has started it.
 
 The other faults of the matrix (a refused container, a failed backup, each step killed) depend on
 the pipeline, not on the app, and run on the stand-ins (test_dependency_faults.py,
@@ -32,6 +35,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -54,10 +58,12 @@ from testbed.scratch import (
     new_code,
     remove_environment,
 )
+from testbed.wrk import Wrk
 from tests.e2e.conftest import run_pid, start, task_seen, wait_final, wait_until
 from tests.faults.conftest import Proxies
 from tests.faults.test_registry import UPLOAD_DONE
 from tests.integration.conftest import TestEnvironment
+from tests.support import stack
 from tests.support.matrix import MATRIX, Row
 from tests.support.payload import REAL_STACK, V1, V2, Editor
 
@@ -222,3 +228,43 @@ def test_payload_migrating_while_the_database_drops_its_first_connection(cms, pr
     assert applied == "1"
     assert lost == 0
     assert lock_slots(cms.name) == 0
+
+
+def test_redis_stopped_while_a_real_frontend_deploys(cms):
+    """The frontend's shared cache (the suite's Redis) stopped as the new frontend starts, under
+    load that passes the CDN (a cookie: every request reaches a frontend, which asks Redis): the
+    new frontend starts and passes its checks without Redis, the old one keeps serving from its
+    memory, no request fails, and once the stack starts Redis again the frontend uses it."""
+    before, rows = serving(cms), pages(cms)
+    version = "noredis"
+    outcome: dict = {}
+
+    def run() -> None:
+        source = frontend_change(cms, version)
+        outcome["state"] = release(cms.name, version, source, return_state=True)
+
+    releasing = threading.Thread(target=run)
+    url = site(cms).url("frontend") + "/"
+    with Wrk(url, connections=10, delay_ms=20, headers={"Cookie": "visitor=1"}) as load:
+        releasing.start()
+        try:
+            stack.wait_for_container(cms.name, "frontend", version, timeout=600)
+            stack.stop("redis")
+            stopped = time.monotonic()
+        finally:
+            releasing.join(timeout=900)
+    state = outcome["state"]
+    try:
+        now, lost = serving(cms), rows - pages(cms)
+    finally:
+        stack.start_again()
+    took = time.monotonic() - stopped
+    add_row("Redis (the shared cache) stopped", "deploy frontend (under wrk, past the CDN)", cms,
+            before, now, version, lost, took,
+            f"wrk: {load.result.requests} requests, {load.result.failed} failed; recovery = "
+            "until `scripts/stack.sh up` restarted it")  # fmt: skip
+    assert state.is_completed(), state.message
+    assert now == (before[0], version, before[0]), now
+    assert load.result.requests >= 100, load.result.summary()
+    assert load.result.failed == 0, load.result.summary()
+    assert lost == 0

@@ -7,6 +7,7 @@ repositories and HAProxy frontends. Everything it makes carries its name and is 
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -18,7 +19,13 @@ import docker
 import httpx
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterKey,
+    FlowRunFilter,
+    FlowRunFilterId,
+)
+from prefect.client.schemas.sorting import ArtifactSort
 from prefect.variables import Variable
 
 from domain.records import ReleaseRecord
@@ -147,3 +154,17 @@ def run_texts(flow_run_ids: list[Any]) -> list[str]:
         )
         texts += [str(a.data) + str(a.description) for a in artifacts]
     return texts
+
+
+def edge_row(environment: str, kind: str = "release") -> str:
+    """The edge step's row of the environment's latest release (or rollback) report."""
+    with get_client(sync_client=True) as client:
+        (table,) = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=[f"{kind}-steps-{environment}"])
+            ),
+            sort=ArtifactSort.CREATED_DESC,
+            limit=1,
+        )
+    rows = json.loads(table.data) if isinstance(table.data, str) else table.data
+    return next(row["result"] for row in rows if row["step"] == "edge")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import httpx
@@ -21,11 +22,19 @@ class Editor:
     def __init__(self, base: str) -> None:
         self.base = base
         self.headers: dict[str, str] = {}
+        self.email = f"editor-{uuid.uuid4().hex[:8]}@example.invalid"
+        self.password = f"pw-{uuid.uuid4().hex}"
 
     def sign_up(self) -> None:
-        tag = uuid.uuid4().hex[:8]
-        body = {"email": f"editor-{tag}@example.invalid", "password": f"pw-{uuid.uuid4().hex}"}
+        """The first user, through the API (an empty database only)."""
+        body = {"email": self.email, "password": self.password}
         answer = httpx.post(f"{self.base}/api/users/first-register", json=body, timeout=30)
+        answer.raise_for_status()
+        self.headers = {"Authorization": f"JWT {answer.json()['token']}"}
+
+    def log_in(self) -> None:
+        body = {"email": self.email, "password": self.password}
+        answer = httpx.post(f"{self.base}/api/users/login", json=body, timeout=30)
         answer.raise_for_status()
         self.headers = {"Authorization": f"JWT {answer.json()['token']}"}
 
@@ -49,3 +58,20 @@ class Editor:
         answer = httpx.post(f"{self.base}/api/pages", headers=self.headers, json=fields, timeout=30)
         answer.raise_for_status()
         return answer.json()["doc"]
+
+
+def until_shown(url: str, text: str, within: float = 15) -> float:
+    """Seconds until `text` is on the page at `url` (the public site renders pages incrementally
+    and its CDN keeps them for their s-maxage: a change is not there at once). Fails after
+    `within` seconds, naming what the page showed."""
+    started = time.monotonic()
+    while True:
+        answer = httpx.get(url, timeout=30)
+        if answer.status_code == 200 and text in answer.text:
+            return time.monotonic() - started
+        if time.monotonic() - started > within:
+            raise AssertionError(
+                f"{text!r} not on {url} within {within:.0f}s: {answer.status_code} "
+                f"{answer.text[:300]!r}"
+            )
+        time.sleep(0.1)

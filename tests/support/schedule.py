@@ -34,6 +34,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from xdist.scheduler import LoadScopeScheduling
@@ -67,12 +68,19 @@ def group_of_nodeid(nodeid: str) -> str:
     return groups().get(nodeid) or group_of_path(nodeid.split("::")[0])
 
 
+_groups: dict[str, str] = {}
+
+
 def groups() -> dict[str, str]:
-    folder = run_dir()
-    try:
-        return json.loads((folder / GROUPS_FILE).read_text()) if folder else {}
-    except FileNotFoundError:
-        return {}
+    """The map, read once it exists (the scheduler asks for each test's group at every report;
+    the workers write the map before any test runs, and every worker writes the same)."""
+    if not _groups:
+        folder = run_dir()
+        try:
+            _groups.update(json.loads((folder / GROUPS_FILE).read_text()) if folder else {})
+        except FileNotFoundError:
+            return {}
+    return _groups
 
 
 def write_groups(items: list[pytest.Item]) -> None:
@@ -105,6 +113,10 @@ class GroupScheduling(LoadScopeScheduling):
     Not xdist's own `--dist loadgroup`: it names a test's group by appending it to the test's
     id, which pytest 9.2's structured ids no longer take, so every test was scheduled alone."""
 
+    def __init__(self, config: pytest.Config, log: Any = None) -> None:
+        super().__init__(config, log)
+        self._expected = expected_seconds()
+
     def _split_scope(self, nodeid: str) -> str:
         return group_of_nodeid(nodeid)
 
@@ -122,21 +134,16 @@ class GroupScheduling(LoadScopeScheduling):
         super()._assign_work_unit(node)
 
     def _runs_long(self, node: WorkerController) -> bool:
-        seconds = self._seconds()
+        seconds = self._expected
         return any(
             seconds.get(scope, 0.0) >= LONG_GROUP_SECONDS and not all(tests.values())
             for scope, tests in self.assigned_work.get(node, {}).items()
         )
 
     def _shortest_waiting(self) -> str | None:
-        seconds, last = self._seconds(), last_groups()
+        seconds, last = self._expected, last_groups()
         short = [scope for scope in self.workqueue if scope not in last]
         return min(short, key=lambda scope: seconds.get(scope, 0.0), default=None)
-
-    def _seconds(self) -> dict[str, float]:
-        if not hasattr(self, "_expected"):
-            self._expected = expected_seconds()
-        return self._expected
 
 
 def expected_seconds() -> dict[str, float]:
@@ -172,13 +179,18 @@ def start_run() -> None:
     os.environ.setdefault(RUN, uuid.uuid4().hex)
 
 
+_made: set[Path] = set()
+
+
 def run_dir() -> Path | None:
-    """A folder every process of this run shares (None outside a run)."""
+    """A folder every process of this run shares (None outside a run); made at the first ask."""
     name = os.environ.get(RUN)
     if not name:
         return None
     path = Path(tempfile.gettempdir()) / f"fm-pytest-{name}"
-    path.mkdir(exist_ok=True)
+    if path not in _made:
+        path.mkdir(exist_ok=True)
+        _made.add(path)
     return path
 
 

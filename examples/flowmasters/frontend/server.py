@@ -6,6 +6,8 @@ GET /api/health   200 {"status":"ok","service":"frontend","version":..} (own liv
                   500 {"status":"broken",..} once up longer than $FM_BREAK_AFTER_SECONDS
 GET /api/backend  200 {"frontend_version":..,"backend":<backend /api/health JSON>}
                   502 {"status":"error",..,"error":..} if the backend is unreachable or not 200
+GET /cdn/<case>   200 {"version":..,"render":n} (n counts this process's renders), with the
+                  caching headers of <case> (CDN_CASES): what the CDN may keep and what not
 """
 
 from __future__ import annotations
@@ -63,12 +65,27 @@ def home_page() -> Response:
     return Response(200, html.encode(), "text/html; charset=utf-8")
 
 
+# The answers a CDN meets, by their headers: (Cache-Control, other headers).
+CDN_CASES: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
+    "shared": ("public, s-maxage=60", ()),
+    "private": ("private, max-age=60", ()),
+    "no-store": ("no-store", ()),
+    "cookie": ("public, s-maxage=60", (("Set-Cookie", "session=s3cr3t; Path=/; HttpOnly"),)),
+    "plain": ("", ()),
+}
+
+
 def make_handler() -> Handler:
     switch = BreakSwitch()
+    renders = iter(range(1, 1 << 62))
 
     def handle(path: str) -> Response:
         if path == "/":
             return home_page()
+        case = CDN_CASES.get(path.removeprefix("/cdn/")) if path.startswith("/cdn/") else None
+        if case is not None:
+            body = json_response(200, {"version": VERSION, "render": next(renders)}).body
+            return Response(200, body, cache_control=case[0], headers=case[1])
         if path == "/api/health":
             broken = switch.response(SERVICE, VERSION)
             return broken or json_response(

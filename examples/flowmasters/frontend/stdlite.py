@@ -130,6 +130,9 @@ class Response(NamedTuple):
     status: int
     body: bytes
     content_type: str = "application/json"
+    # Cache-Control (default no-store) and any other header, e.g. (("Set-Cookie", "a=b"),)
+    cache_control: str = "no-store"
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 Handler = Callable[[str], Response]
@@ -225,7 +228,9 @@ class Server:
                 f"HTTP/1.1 {response.status} {_REASONS.get(response.status, 'Unknown')}\r\n"
                 f"Content-Type: {response.content_type}\r\n"
                 f"Content-Length: {len(response.body)}\r\n"
-                f"Cache-Control: no-store\r\nConnection: {'keep-alive' if keep else 'close'}\r\n\r\n"
+                + (f"Cache-Control: {response.cache_control}\r\n" if response.cache_control else "")
+                + "".join(f"{name}: {value}\r\n" for name, value in response.headers)
+                + f"Connection: {'keep-alive' if keep else 'close'}\r\n\r\n"
             )
             conn.sendall(head.encode("latin-1") + (b"" if method == "HEAD" else response.body))
             if self.access_log:

@@ -20,8 +20,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,10 +37,13 @@ from moto.server import ThreadedMotoServer
 
 from flows.release import release
 from flows.rollback import rollback
+from targets.docker_host.cdn import asset_paths
 from testbed.scratch import create_environment, new_code, remove_environment
 from testbed.wrk import Wrk
 from tests.integration.conftest import TestEnvironment, task_states
-from tests.support.payload import REAL_STACK, V1, V2, Editor
+from tests.support import admin
+from tests.support.browser import chromium, new_page, screenshot_on_failure
+from tests.support.payload import REAL_STACK, V1, V2, Editor, until_shown
 
 REPO = Path(__file__).resolve().parents[3]
 APP = REPO / "examples" / "flowmasters-payload"
@@ -46,6 +52,13 @@ INITIAL = "20261202_011058_initial"
 STORAGE = "20261202_044906_media_storage_fields"  # the S3 storage plugin's columns, always there
 SUMMARY = "20261202_044927_page_summary"  # v2's
 VERSION_IN_PAGE = 'data%-dpl%-id="([^"]+)"'  # Next.js stamps the deployment id (our version)
+
+
+def served_version(html: str) -> str | None:
+    found = re.search(r'data-dpl-id="([^"]+)"', html)
+    return found.group(1) if found else None
+
+
 RUN = uuid.uuid4().hex[:6]
 pytestmark = REAL_STACK
 
@@ -154,10 +167,78 @@ def test_v1_of_the_real_stack_to_an_empty_environment(cms: TestEnvironment, edit
     assert set(record.images) == {"backend", "backend-migrator", "frontend"}
     for image in ("backend-migrator", "backend"):  # the AWS table reader, in both images
         assert table_by_reader(cms, record.images[image]) == applied(cms), image
-    editor.sign_up()
+
+
+def test_an_editor_starts_in_the_admin_of_v1(cms: TestEnvironment, editor: Editor, tmp_path):
+    """Payload's admin in a real browser, as an editor meets it on an empty site: the first user
+    through the form, out and back in, an image through the admin's upload field, a page with
+    rich text; the page is then on the public site. A blank admin (a stale import map) fails
+    the first step."""
+    backend, frontend = cms.url("backend"), cms.url("frontend")
+    image = admin.png()
+    started = time.monotonic()
+    with chromium() as browser:
+        page = new_page(browser)
+        with screenshot_on_failure(page, tmp_path / "admin.png"):
+            admin.create_first_user(page, backend, editor.email, editor.password)
+            admin.log_out(page, backend)
+            admin.log_in(page, backend, editor.email, editor.password)
+            admin.upload_image(page, backend, f"square-{RUN}.png", image, alt=f"square {RUN}")
+            admin.create_page(page, backend, f"Hello {RUN}", f"hello-{RUN}", f"Typed in {RUN}.")
+    saved = time.monotonic()
+    print(f"\nthe admin, from its first page to the page saved: {saved - started:.1f}s")
+
+    article = until_shown(f"{frontend}/hello-{RUN}", f"Typed in {RUN}.")
+    home = until_shown(f"{frontend}/", f"Hello {RUN}")
+    print(f"on the public site after the save: its page {article:.2f}s, the home page {home:.2f}s")
+    found = httpx.get(f"{backend}/api/media", params={"where[alt][equals]": f"square {RUN}"})
+    (doc,) = found.json()["docs"]
+    assert editor.media(doc["filename"]) == image
+
+
+def test_v1_serves_an_upload_and_a_page_made_through_the_api(cms: TestEnvironment, editor: Editor):
+    editor.log_in()
     SEEN["logo"] = editor.upload(f"logo-{RUN}.png", LOGO)
     editor.add_page(title="Welcome", slug=f"welcome-{RUN}")
-    assert "Welcome" in httpx.get(cms.url("frontend") + "/", timeout=30).text
+    until_shown(cms.url("frontend") + "/", "Welcome")
+
+
+def test_the_cdn_never_gives_an_editors_pages_to_anyone_else(
+    cms: TestEnvironment, editor: Editor, tmp_path
+):
+    """Logged in, an editor loads the admin and the API through the CDN; then a visitor without
+    the editor's cookie asks for the same URLs, three times each: nothing of the editor's comes
+    back, and nothing private is ever answered from the cache."""
+    backend = cms.url("backend")
+    private = ["/admin", "/admin/collections/pages", "/admin/account", "/api/users/me"]
+    with chromium() as browser:
+        page = new_page(browser)
+        with screenshot_on_failure(page, tmp_path / "leak.png"):
+            admin.log_in(page, backend, editor.email, editor.password)
+            for path in private:
+                page.goto(f"{backend}{path}")
+            me = page.context.request.get(f"{backend}/api/users/me").json()
+    assert me["user"]["email"] == editor.email, "the editor was not logged in: nothing tested"
+
+    answers = [httpx.get(f"{backend}{path}", timeout=30) for path in private * 3]
+    for answer in answers:
+        assert editor.email not in answer.text, f"{answer.url} leaked the editor's page"
+        assert answer.headers.get("x-cache") == "MISS", f"{answer.url} came from the cache"
+    assert httpx.get(f"{backend}/api/users/me", timeout=30).json()["user"] is None
+
+
+def test_only_the_backend_may_ask_the_frontend_to_render_its_pages_again(cms: TestEnvironment):
+    """POST /revalidate takes the shared secret only (Payload's page hooks send it): anyone
+    else is refused, and nothing of the secret is in the answer."""
+    url = cms.url("frontend") + "/revalidate"
+    answers = [
+        httpx.post(url, timeout=30),
+        httpx.post(url, headers={"x-revalidate-secret": "a-guess"}, timeout=30),
+    ]
+
+    assert [a.status_code for a in answers] == [401, 401], [a.text for a in answers]
+    assert all(a.json() == {"revalidated": False, "error": "missing or wrong x-revalidate-secret"}
+               for a in answers)  # fmt: skip
 
 
 def test_a_dev_push_record_is_refused_before_anything_is_built(cms: TestEnvironment):
@@ -194,6 +275,17 @@ def test_a_failing_migration_leaves_schema_and_versions_unchanged(cms: TestEnvir
     assert versions(cms) == (V1, V1, V1)
 
 
+def test_a_visitor_loads_a_page_of_v1_with_its_assets(cms: TestEnvironment):
+    page = httpx.get(cms.url("frontend") + "/", timeout=30)
+    assets = asset_paths(page.text)
+
+    assert served_version(page.text) == V1
+    assert assets, "v1's page refers to no static asset: nothing to test"
+    for asset in assets:
+        assert httpx.get(cms.url("frontend") + asset, timeout=30).status_code == 200, asset
+    SEEN["v1 assets"] = json.dumps(assets)
+
+
 def test_v2_with_a_new_field_under_load_fails_no_request(cms: TestEnvironment, editor: Editor):
     with (
         Wrk(cms.url("frontend") + "/", connections=10, version_pattern=VERSION_IN_PAGE) as front,
@@ -212,8 +304,22 @@ def test_v2_with_a_new_field_under_load_fails_no_request(cms: TestEnvironment, e
     assert cms.record().migrations_applied == [SUMMARY]
     assert table_by_reader(cms, cms.record().images["backend-migrator"]) == applied(cms)
     editor.add_page(title="News", slug=f"news-{RUN}", summary="served by v2")
-    assert "served by v2" in httpx.get(cms.url("frontend") + "/", timeout=30).text
+    until_shown(cms.url("frontend") + "/", "served by v2")
     assert editor.media(SEEN["logo"]) == LOGO
+
+
+def test_the_page_of_v1_still_loads_every_asset_after_v2_went_live(cms: TestEnvironment):
+    """Version skew: a visitor still on v1's page asks for its assets after the switch. v2's
+    build does not have all of them (its client code differs); the CDN keeps them (the edge step
+    fetched each when v1 went live, and they are immutable)."""
+    v1_assets = json.loads(SEEN["v1 assets"])
+    page = httpx.get(cms.url("frontend") + "/", timeout=30)
+    gone = set(v1_assets) - set(asset_paths(page.text))
+
+    assert served_version(page.text) == V2, "the CDN answered v1's page after the switch"
+    assert gone, "v1 and v2 refer to the same assets: this test could not fail"
+    answers = {a: httpx.get(cms.url("frontend") + a, timeout=30) for a in v1_assets}
+    assert {a: r.status_code for a, r in answers.items() if r.status_code != 200} == {}
 
 
 def test_rollback_returns_both_services_and_the_schema(cms: TestEnvironment, editor: Editor):
@@ -303,6 +409,40 @@ def cms_s3(
         yield TestEnvironment(scratch.name, scratch.source, scratch.description)
     finally:
         remove_environment(scratch.name, scratch.database)
+
+
+def redis_cli(*args: str) -> str:
+    stack = Path(os.environ["FM_STACK_DIR"])
+    password = (stack / "secrets" / "redis-password").read_text().strip()
+    port = os.environ["FM_REDIS_PORT"]
+    command = ["redis-cli", "-p", port, "--no-auth-warning", "-a", password, *args]
+    return subprocess.run(command, capture_output=True, text=True, check=True).stdout
+
+
+def test_the_site_keeps_answering_while_its_shared_cache_is_away(cms: TestEnvironment):
+    """Redis (the frontend's shared cache) stopped in the middle of load that passes the CDN (a
+    cookie: every request reaches the frontend, which asks Redis each time) and started again:
+    no request fails, and the frontend stores its pages in Redis again once it is back."""
+    stack = Path(os.environ["FM_STACK_DIR"])
+    pid = int((stack / "pids" / "redis.pid").read_text().split()[0])
+    url = cms.url("frontend") + "/"
+    with Wrk(url, connections=10, delay_ms=10, headers={"Cookie": "visitor=1"}) as load:
+        time.sleep(2)
+        os.kill(pid, signal.SIGTERM)  # the suite's stack started it; scripts/stack.sh restarts it
+        while Path(f"/proc/{pid}").exists():
+            time.sleep(0.1)
+        time.sleep(3)
+        subprocess.run([str(REPO / "scripts" / "stack.sh"), "up"], check=True, capture_output=True)
+        time.sleep(3)
+
+    print(load.result.summary())
+    assert load.result.failed == 0, load.result.summary()
+    assert load.result.requests >= 200, load.result.summary()
+    until = time.monotonic() + 15
+    while not redis_cli("--scan", "--pattern", f"fm:{cms.name}:{V2}:*"):
+        assert time.monotonic() < until, "the frontend did not use Redis again after it came back"
+        httpx.get(url, headers={"Cookie": "visitor=1"}, timeout=30)
+        time.sleep(0.5)
 
 
 def test_media_on_s3_survive_two_releases_and_a_rollback(cms: TestEnvironment, cms_s3, bucket):

@@ -69,6 +69,19 @@ def test_the_backend_has_a_migrator_stage_with_payloads_cli():
     assert re.search(r"^USER 1001:1001$", migrator, flags=re.M)
 
 
+def test_the_backend_build_writes_the_admin_import_map_before_next_build():
+    """A committed import map that predates a plugin rendered the admin as a blank page (the
+    storage plugin's upload handler was missing). The build writes the map from the config;
+    tests/integration/flows/test_admin_browser.py opens the admin in a browser."""
+    text = (REAL / "backend" / "Dockerfile").read_text()
+    build = text[text.index("AS build") : text.index("AS runner")]
+    run = [line for line in build.splitlines() if line.startswith("RUN ")]
+
+    assert run == ["RUN npm run generate:importmap && npm run build"]
+    scripts = json.loads((REAL / "backend" / "package.json").read_text())["scripts"]
+    assert scripts["generate:importmap"] == "payload generate:importmap"
+
+
 @pytest.mark.parametrize("service", ["backend", "frontend"])
 def test_lock_files_are_committed_and_name_no_registry_host(service: str):
     lock = json.loads((REAL / service / "package-lock.json").read_text())

@@ -265,7 +265,8 @@ def test_media_bucket_blocks_public_access_is_versioned_encrypted_and_retained()
     assert bucket["DeletionPolicy"] == "Retain"
 
 
-def test_cdn_never_caches_the_api_and_caches_static_assets():
+def test_cdn_never_caches_the_api_or_the_admin_and_caches_static_assets():
+    """The Docker host's CDN rules (docs/cdn.md), on CloudFront."""
     _, distribution = one_resource("AWS::CloudFront::Distribution")
     config = distribution["Properties"]["DistributionConfig"]
     behaviors = {b["PathPattern"]: b for b in config["CacheBehaviors"]}
@@ -273,9 +274,35 @@ def test_cdn_never_caches_the_api_and_caches_static_assets():
     caching_optimized = "658327ea-f89d-4fab-a63d-7e88639e058f"
 
     assert behaviors["/api/*"]["CachePolicyId"] == caching_disabled
+    assert behaviors["/admin*"]["CachePolicyId"] == caching_disabled
     assert behaviors["/_next/static/*"]["CachePolicyId"] == caching_optimized
     for behavior in [*behaviors.values(), config["DefaultCacheBehavior"]]:
         assert behavior["ViewerProtocolPolicy"] == "redirect-to-https"
+
+
+def test_both_services_read_the_shared_cache_over_tls():
+    for name in ("BackendTaskDefinition", "FrontendTaskDefinition"):
+        (container,) = template()["Resources"][name]["Properties"]["ContainerDefinitions"]
+        env = {e["Name"]: e.get("Value") for e in container["Environment"]}
+        assert env["REDIS_URL"]["Fn::Sub"].startswith("rediss://"), name
+
+
+def test_cdn_keeps_pages_only_as_the_app_says_and_never_one_persons():
+    _, distribution = one_resource("AWS::CloudFront::Distribution")
+    pages = distribution["Properties"]["DistributionConfig"]["DefaultCacheBehavior"]
+    _, policy = one_resource("AWS::CloudFront::CachePolicy")
+    _, origin = one_resource("AWS::CloudFront::OriginRequestPolicy")
+    config = policy["Properties"]["CachePolicyConfig"]
+    key = config["ParametersInCacheKeyAndForwardedToOrigin"]
+
+    assert pages["CachePolicyId"] == {"Ref": "PagesCachePolicy"}
+    assert pages["OriginRequestPolicyId"] == {"Ref": "PagesOriginRequestPolicy"}
+    assert (config["MinTTL"], config["DefaultTTL"]) == (0, 0)  # only what the app marks
+    assert key["CookiesConfig"] == {"CookieBehavior": "none"}
+    assert origin["Properties"]["OriginRequestPolicyConfig"]["CookiesConfig"] == {
+        "CookieBehavior": "none"
+    }
+    assert {"RSC", "Next-Router-State-Tree"} <= set(key["HeadersConfig"]["Headers"])
 
 
 @pytest.mark.parametrize("output", PIPELINE_OUTPUTS)

@@ -19,6 +19,7 @@ from targets.docker_host.proxy import (
     port_in_use,
     public_port,
     render_config,
+    render_map,
     squatted_slots,
 )
 
@@ -41,6 +42,7 @@ class TestRenderConfig:
             "    option httpchk GET /api/health\n"
             "    http-check expect status 200\n"
             "    timeout check 5s\n"
+            "    http-response set-header X-FM-Slot %[srv_name]\n"
             "    server slot0 127.0.0.1:9100 check inter 2s fastinter 500ms downinter 1s fall 3 rise 1 disabled\n"
             "    server slot1 127.0.0.1:9101 check inter 2s fastinter 500ms downinter 1s fall 3 rise 1\n"
             "frontend fe_staging_frontend\n"
@@ -50,6 +52,7 @@ class TestRenderConfig:
             "    option httpchk GET /health\n"
             "    http-check expect status 200\n"
             "    timeout check 5s\n"
+            "    http-response set-header X-FM-Slot %[srv_name]\n"
             "    server slot0 127.0.0.1:9110 check inter 2s fastinter 500ms downinter 1s fall 3 rise 1 disabled\n"
             "    server slot1 127.0.0.1:9111 check inter 2s fastinter 500ms downinter 1s fall 3 rise 1 disabled\n"
         )
@@ -61,6 +64,32 @@ class TestRenderConfig:
             "    server slot0 127.0.0.1:9100 check inter 2s fastinter 500ms downinter 1s fall 3 rise 1",
             "    server slot1 127.0.0.1:9101 check inter 2s fastinter 500ms downinter 1s fall 3 rise 1 disabled",
         ]
+
+    def test_with_a_cdn_the_public_frontend_goes_through_it_naming_the_live_version(self):
+        route = ServiceRoute("backend", 8081, (9100, 9101), "/api/health", ("/admin",))
+        text = render_config("prod", [route], {"backend": 0}, live_map="/x/prod.map")
+        frontend = text[text.index("frontend ") : text.index("backend be_prod_backend")]
+
+        assert frontend.splitlines()[2:] == [
+            "    http-request set-header X-FM-Backend be_prod_backend",
+            "    http-request set-header X-FM-Live-Version "
+            "%[str(be_prod_backend.version),map(/x/prod.map,none)]",
+            "    http-request set-header X-FM-Live-Slot "
+            "%[str(be_prod_backend.slot),map(/x/prod.map,none)]",
+            "    http-request del-header X-FM-Private",
+            "    http-request set-header X-FM-Private 1 if { path_beg /admin }",
+            "    default_backend be_cdn",
+        ]
+
+    def test_the_live_map_names_each_services_slot_and_version(self):
+        text = render_map("prod", ROUTES, {"backend": 1, "frontend": None}, {"backend": "v7"})
+
+        assert text == (
+            "be_prod_backend.slot slot1\n"
+            "be_prod_backend.version v7\n"
+            "be_prod_frontend.slot none\n"
+            "be_prod_frontend.version none\n"
+        )
 
     def test_service_missing_from_live_has_both_slots_disabled(self):
         text = render_config("prod", ROUTES[:1], {})

@@ -12,7 +12,7 @@ const version = process.env.APP_VERSION || 'dev'
 export async function GET(): Promise<Response> {
   let backend: { reachable: boolean; version?: string; error?: string }
   try {
-    const health = await getJson<{ version: string }>('/api/health')
+    const health = await getJson<{ version: string }>('/api/health', true)
     backend = { reachable: true, version: health.version }
   } catch (error) {
     backend = { reachable: false, error: error instanceof Error ? error.message : String(error) }
