@@ -1,7 +1,8 @@
 """The CDN (the suite's Varnish) stopped in the middle of a release of the stand-ins, under load
 through the public URL: HAProxy serves from the origin when the CDN does not answer (its backup
 server), so the release completes on the new version, its edge row says the CDN did not answer and
-nothing was invalidated, and the load's requests are answered. The stack then starts the CDN
+nothing was invalidated, and the load's requests are answered (but those Varnish held when it
+died: at most one per connection). The stack then starts the CDN
 again, and it keeps answers again. Every environment of the stack goes through this CDN, so the
 test runs alone."""
 
@@ -22,6 +23,7 @@ from tests.support import stack
 from tests.support.matrix import MATRIX, Row
 
 pytestmark = pytest.mark.integration
+CONNECTIONS = 10
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +60,7 @@ def test_the_cdn_stopped_while_a_release_deploys(env: Scratch):
         state["run"] = release(env.name, "v2", source, return_state=True)
 
     releasing = threading.Thread(target=run)
-    with Wrk(url(env, "frontend") + "/cdn/shared", connections=10, delay_ms=20) as load:
+    with Wrk(url(env, "frontend") + "/cdn/shared", connections=CONNECTIONS, delay_ms=20) as load:
         releasing.start()
         try:
             stack.wait_for_container(env.name, "backend", "v2", timeout=300)
@@ -89,8 +91,9 @@ def test_the_cdn_stopped_while_a_release_deploys(env: Scratch):
     assert served == "v2"
     assert "CDN: unreachable, nothing invalidated" in edge
     assert load.result.requests >= 100, load.result.summary()
-    # The request Varnish held when it died may fail (1 in ~70,000 measured); no more.
-    assert load.result.failed <= 1, load.result.summary()
+    # What Varnish held when it died may fail: at most one request per connection (measured:
+    # 1 of 7,259 here, 1 of ~70,000 at 20 connections); every later request is answered.
+    assert load.result.failed <= CONNECTIONS, load.result.summary()
     first = httpx.get(url(env, "frontend") + "/cdn/shared", timeout=10)
     second = httpx.get(url(env, "frontend") + "/cdn/shared", timeout=10)
     assert second.headers["x-cache"] == "HIT", "the CDN started again does not keep answers"

@@ -32,7 +32,8 @@ def start_again() -> None:
 
 
 def wait_for_container(environment: str, service: str, version: str, timeout: float) -> float:
-    """Seconds until a container of `service` at `version` exists (its deploy started)."""
+    """Seconds until a container of `service` at `version` runs (its deploy started; one kept
+    stopped for a rollback does not count)."""
     labels = [
         f"flowmasters.environment={environment}",
         f"flowmasters.service={service}",
@@ -41,7 +42,7 @@ def wait_for_container(environment: str, service: str, version: str, timeout: fl
     client = docker.DockerClient(base_url=os.environ["DOCKER_HOST"])
     started = time.monotonic()
     try:
-        while not client.containers.list(all=True, filters={"label": labels}):
+        while not client.containers.list(filters={"label": labels}):
             if time.monotonic() - started > timeout:
                 raise AssertionError(f"no {service} {version} container within {timeout:.0f}s")
             time.sleep(0.05)
