@@ -121,10 +121,23 @@ class DockerHostRuntime(migrations.OneOffMigrations):
             ),
             ("slot ports", self._check_slots),
         ]
+        if self.block.cdn is not None:
+            probes.append(("cdn", self._check_cdn))
         base = self.env.build_args.get("BASE_IMAGE")
         if base:
             probes.append(("base image", lambda: self._check_image(base)))
         return verify.inspect(self.name, self.env.name, probes)
+
+    def _check_cdn(self) -> str:
+        """A wrong admin secret stops the release here, before anything changes (the edge step
+        would meet it after the switch). A CDN that does not answer does not: HAProxy serves the
+        public URLs from the origin meanwhile, and the edge step says it invalidated nothing."""
+        assert self.block.cdn is not None
+        try:
+            self.block.cdn.client().commands(["ping"])
+        except TransientError as exc:
+            return f"does not answer ({exc}): the public URLs are served without it"
+        return f"Varnish at {self.block.cdn.admin} answers"
 
     def _check_docker(self) -> str:
         with self._engine() as client:

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from flows.release import release
-from testbed.scratch import new_code
+from testbed.scratch import create_environment, new_code, remove_environment
 from tests.integration.conftest import TestEnvironment, edge_row
 
 REPO = Path(__file__).resolve().parents[3]
@@ -90,3 +90,26 @@ def test_the_switch_is_seen_through_the_cdn_at_once(environment: TestEnvironment
     assert state.is_completed(), state.message
     assert render(get(environment, "/cdn/shared"))[0] == "v2"
     assert get(environment, "/").text.count("v2") >= 1
+
+
+def test_a_wrong_cdn_secret_is_refused_before_anything_changes(tmp_path: Path):
+    """The CDN block's secret is not Varnish's: verify says so and what to do, and the release
+    builds, starts and switches nothing (the edge step would have met it after the switch)."""
+    wrong = tmp_path / "wrong-secret"
+    wrong.write_text("not-the-secret")
+
+    def edit(_name: str, description: dict) -> None:
+        description["target"]["cdn"]["password_file"] = str(wrong)
+
+    scratch = create_environment("it-cdnsecret", tmp_path / "envs", edit=edit)
+    try:
+        env = TestEnvironment(scratch.name, scratch.source, scratch.description)
+        state = run(env, "v1")
+
+        assert state.is_failed()
+        assert "cdn: the CDN's admin port" in state.message
+        assert "refused the secret" in state.message and "register the environment" in state.message
+        assert "not-the-secret" not in state.message
+        assert env.containers() == []
+    finally:
+        remove_environment(scratch.name, scratch.database)
