@@ -22,7 +22,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import time
 import uuid
@@ -41,7 +40,7 @@ from targets.docker_host.cdn import asset_paths
 from testbed.scratch import create_environment, new_code, remove_environment
 from testbed.wrk import Wrk
 from tests.integration.conftest import TestEnvironment, task_states
-from tests.support import admin
+from tests.support import admin, stack
 from tests.support.browser import chromium, new_page, screenshot_on_failure
 from tests.support.payload import REAL_STACK, V1, V2, Editor, until_shown
 
@@ -423,16 +422,12 @@ def test_the_site_keeps_answering_while_its_shared_cache_is_away(cms: TestEnviro
     """Redis (the frontend's shared cache) stopped in the middle of load that passes the CDN (a
     cookie: every request reaches the frontend, which asks Redis each time) and started again:
     no request fails, and the frontend stores its pages in Redis again once it is back."""
-    stack = Path(os.environ["FM_STACK_DIR"])
-    pid = int((stack / "pids" / "redis.pid").read_text().split()[0])
     url = cms.url("frontend") + "/"
     with Wrk(url, connections=10, delay_ms=10, headers={"Cookie": "visitor=1"}) as load:
         time.sleep(2)
-        os.kill(pid, signal.SIGTERM)  # the suite's stack started it; scripts/stack.sh restarts it
-        while Path(f"/proc/{pid}").exists():
-            time.sleep(0.1)
+        stack.stop("redis")
         time.sleep(3)
-        subprocess.run([str(REPO / "scripts" / "stack.sh"), "up"], check=True, capture_output=True)
+        stack.start_again()
         time.sleep(3)
 
     print(load.result.summary())
