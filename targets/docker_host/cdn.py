@@ -24,7 +24,7 @@ from domain.errors import ReleaseError, TransientError
 
 # Next.js's build output, content-hashed (the VCL keeps it across versions; never banned).
 STATIC_PREFIX = "/_next/static/"
-_ASSET = re.compile(r"""["'(](/_next/static/[^"'()\s<>\\]+)""")
+_ASSET = re.compile(r"""["'(](""" + re.escape(STATIC_PREFIX) + r"""[^"'()\s<>\\]+)""")
 
 
 def ban_expression(backend: str) -> str:
