@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import docker
+import docker.errors
 import httpx
 from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectNotFound
@@ -237,6 +238,22 @@ def remove_deployments(name: str) -> None:
                 client.delete_deployment(client.read_deployment_by_name(f"{flow}/{name}").id)
 
 
+def image_tags(client: docker.DockerClient, name: str) -> list[str]:
+    """The engine's tags of environment `name` (`…/<name>/<service>:<version>`).
+
+    Read from one listing call: `client.images.list()` inspects every image after listing
+    them, and fails with ImageNotFound when a test running beside this one removes an image
+    in between (seen in CI)."""
+    return [t for i in client.api.images() for t in i.get("RepoTags") or [] if f"/{name}/" in t]
+
+
+def untag_images(client: docker.DockerClient, name: str) -> None:
+    """Untag only: other environments may share the layers. A tag gone already is fine."""
+    for tag in image_tags(client, name):
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            client.images.remove(tag)
+
+
 def remove_environment(name: str, database: str | None) -> None:
     client = docker.DockerClient(base_url=os.environ["DOCKER_HOST"])
     try:
@@ -246,10 +263,7 @@ def remove_environment(name: str, database: str | None) -> None:
             container.remove(force=True)
         for volume in client.volumes.list(filters={"label": f"flowmasters.environment={name}"}):
             volume.remove(force=True)
-        for image in client.images.list():
-            for tag in image.tags:
-                if f"/{name}/" in tag:  # untag only: other environments may share the layers
-                    client.images.remove(tag)
+        untag_images(client, name)
     finally:
         client.close()
     conf = stack_dir() / "haproxy" / "conf.d" / f"{name}.cfg"

@@ -30,7 +30,7 @@ from prefect.variables import Variable
 from deployments.register import load_description, register_environment
 from flows.release import release
 from tasks.records import variable_name
-from testbed.scratch import free_port_block, remove_blocks
+from testbed.scratch import free_port_block, image_tags, remove_blocks
 from tests.support.matrix import MATRIX, Row
 
 pytestmark = pytest.mark.integration
@@ -92,7 +92,7 @@ def wrong_keys(checking_moto: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[
 def images_of(name: str) -> list[str]:
     engine = docker.DockerClient(base_url=os.environ["DOCKER_HOST"])
     try:
-        return [t for image in engine.images.list() for t in image.tags if f"/{name}/" in t]
+        return image_tags(engine, name)
     finally:
         engine.close()
 

@@ -55,7 +55,7 @@ from flows.rollback import rollback
 from targets.aws.blocks import AwsTarget
 from targets.aws.runtime import AwsRuntime
 from tasks.records import variable_name
-from testbed.scratch import new_code
+from testbed.scratch import new_code, untag_images
 from tests.support import moto_world
 from tests.support.moto_world import (
     ACCESS_KEY,
@@ -298,10 +298,7 @@ def env(moto_url, world, aws, tmp_path_factory) -> Iterator[dict[str, Any]]:
         Variable.unset(variable_name(name))
         engine = docker.DockerClient(base_url=os.environ["DOCKER_HOST"])
         try:
-            for image in engine.images.list():
-                for tag in image.tags:
-                    if f"/{name}/" in tag:  # the moto ECR repository URIs of this environment
-                        engine.images.remove(tag)
+            untag_images(engine, name)  # the moto ECR repository URIs of this environment
         finally:
             engine.close()
 
