@@ -20,6 +20,7 @@ DEFAULTS = {
     "FM_POSTGRES_PORT": "5433",
     "FM_CDN_ADMIN_PORT": "6082",  # Varnish's admin port (scripts/stack.sh)
     "FM_REDIS_PORT": "6379",  # the frontend's shared cache (scripts/stack.sh)
+    "FM_PROMETHEUS_PORT": "9090",  # the stack's monitoring (scripts/stack.sh)
     "FM_BASE_IMAGE": "flowmasters/base:bookworm",
     "FM_NODE_IMAGE": "flowmasters/node:24.19.0",  # scripts/stack.sh makes it from a wheel
     "FM_AWS_REGION": "eu-west-1",

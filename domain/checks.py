@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import Field
 
 from domain.frozen import Frozen
+from domain.traffic import TrafficBounds
 
 
 class ProbeSpec(Frozen):
@@ -46,6 +47,11 @@ class CheckSpec(Frozen):
     window_seconds: float = Field(default=5, ge=0, description="Checks keep probing this long.")
     interval_seconds: float = Field(default=0.5, gt=0, description="Pause between probes.")
     request_timeout_seconds: float = Field(default=3, gt=0, description="Timeout of one request.")
+    traffic: TrafficBounds = Field(
+        default=TrafficBounds(),
+        description="Bounds on the users' traffic (through the metrics source), judged in the "
+        "bake and in each canary step beside the probes.",
+    )
 
 
 def expected_versions(

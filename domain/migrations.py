@@ -79,6 +79,11 @@ class MigrationSpec(Frozen):
         default=r"^(\d{8}_\d{6}_[A-Za-z0-9_]+)\.ts$",
         description="Regular expression for a migration file's name; group 1 is its id.",
     )
+    not_backward_compatible: tuple[MigrationId, ...] = Field(
+        default=(),
+        description="Ids of migrations the previous version cannot run on (a dropped or renamed "
+        "column): a release that applies one refuses a canary, where both versions share it.",
+    )
 
     @field_validator("pattern")
     @classmethod

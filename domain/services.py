@@ -6,6 +6,7 @@ from pydantic import Field, model_validator
 
 from domain.frozen import Frozen
 from domain.migrations import MigrationSpec, MigrationTable
+from domain.rollout import RolloutSpec
 
 SLUG = r"^[a-z][a-z0-9-]{0,39}$"
 
@@ -65,6 +66,11 @@ class ServiceSpec(Frozen):
     uses_database: bool = Field(default=False, description="Gets the database connection.")
     env: dict[str, str] = Field(default_factory=dict, description="Non-secret runtime settings.")
     health_timeout_seconds: float = Field(default=60, gt=0, description="Budget to become healthy.")
+    rollout: RolloutSpec = Field(
+        default=RolloutSpec(),
+        description="How users move to a new version: blue-green (all at once, the default) "
+        "or canary (a share first, in steps judged by their traffic).",
+    )
 
     @model_validator(mode="after")
     def _owner_has_a_contract(self) -> ServiceSpec:

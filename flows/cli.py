@@ -261,6 +261,8 @@ def print_addresses(services: list[dict[str, Any]]) -> None:
             print(
                 f"{service['name']} admin: {service['public_url'].rstrip('/')}{service['admin_path']}"
             )
+    if port := os.environ.get("FM_PROMETHEUS_PORT"):  # the stack's monitoring (scripts/stack.sh)
+        print(f"monitoring (Prometheus): http://127.0.0.1:{port}")
 
 
 def through_the_worker(server: Server, deployment_id: str, args: argparse.Namespace) -> int:

@@ -10,6 +10,10 @@ RELEASE_STARTED = "flowmasters.release.started"
 RELEASE_SUCCEEDED = "flowmasters.release.succeeded"
 RELEASE_FAILED = "flowmasters.release.failed"
 CHECKS_FAILED = "flowmasters.release.checks-failed"
+# A canary's steps: weight, each version's requests, error share and latency, the verdict.
+CANARY_STEP = "flowmasters.canary.step"
+CANARY_PROMOTED = "flowmasters.canary.promoted"
+CANARY_ABORTED = "flowmasters.canary.aborted"
 
 
 def environment_resource(environment: str, version: str) -> dict[str, str]:

@@ -40,4 +40,16 @@ class RestoreApproval(RunInput):
         return self.restore
 
 
+class CanaryDecision(RunInput):
+    """A canary's step that waits for a person: the canary's numbers against the stable's are
+    in the description; promote, or leave unticked to abort."""
+
+    promote: bool = Field(
+        default=False,
+        description="Tick to send every user to the canary; leave it to abort (every user back "
+        "on the stable version at once).",
+    )
+    comment: str = Field(default="", description="Why; kept in the release report.")
+
+
 Approval = ReleaseApproval | RestoreApproval

@@ -9,6 +9,7 @@ and asks it for the target's runtime, so the flow never learns which target it r
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -38,8 +39,11 @@ from domain.records import (
     switched,
 )
 from domain.results import BuildSpec, DeployResult, InfrastructureChange, PushedImage, Revision
+from domain.rollout import refuse_canary
+from domain.traffic import Verdict, judge_traffic
 from domain.versions import Source, choose_version, combined_digest, normalize_version
 from flows import events
+from flows.canary import canaries_of, refuse_unsupported
 from flows.forms import InfrastructureApproval, ReleaseApproval
 from flows.lock import environment_lock, refuse_if_overlapping
 from flows.report import Report
@@ -51,6 +55,7 @@ from flows.steps import (
     publish_failure,
     version_of,
 )
+from tasks.canary import read_bake_traffic
 from tasks.checks import smoke_check
 from tasks.database import backup_database, read_schema, run_migrations
 from tasks.images import build_image, fingerprint_source, push_image
@@ -154,6 +159,7 @@ class ReleaseRun:
     # built from the same source: not built, pushed or deployed again).
     live: dict[str, Revision | None] = field(default_factory=dict)
     kept: list[PushedImage] = field(default_factory=list)
+    canaries: tuple[str, ...] = ()  # the services this release moves by canary (flows/canary.py)
     schema_now: Any = None  # the schema version read under the lock, before any change
     lease: str | None = None  # the environment lock's lease, while this run holds it
     report: Report = field(init=False)
@@ -261,6 +267,7 @@ def make_plan(run: ReleaseRun, wanted: Wanted) -> tuple[list[BuildSpec], Release
         run.live = read_live_revisions(run.env, [s.name for s in run.env.spec.ordered()])
         run.kept = kept_images(builds, run.env.spec.owners(), run.live, latest)
         plan = plan_release(run.env, builds, run.live, run.kept)
+        run.canaries = choose_canaries(run, plan)
         create_markdown_artifact(
             key=f"release-plan-{run.env.name}",
             markdown=render_plan(plan),
@@ -271,7 +278,26 @@ def make_plan(run: ReleaseRun, wanted: Wanted) -> tuple[list[BuildSpec], Release
             for s in plan.services
         )
         row.result += f"; migrations pending: {list(plan.pending_migrations) or 'none'}"
+        if run.canaries:
+            row.result += (
+                f"; canary: {', '.join(run.canaries)}, after the migrations (during it both "
+                "versions run on the new schema)"
+            )
     return builds, plan
+
+
+def choose_canaries(run: ReleaseRun, plan: ReleasePlan) -> tuple[str, ...]:
+    """The services to move by canary, in deploy order; refused before anything changes when
+    the target has none or a pending migration is not backward compatible."""
+    changed = [s.service for s in plan.services if not s.kept]
+    canaries = canaries_of(run.env, changed, run.live)
+    refuse_unsupported(run.env, canaries)
+    owner = run.env.spec.migration_owner()
+    contract = owner.migration_spec() if owner else None
+    breaking = contract.not_backward_compatible if contract else ()
+    if why := refuse_canary(canaries, tuple(plan.pending_migrations), breaking):
+        raise ReleaseError(why + "; nothing was changed")
+    return tuple(canaries)
 
 
 def approve_plan(run: ReleaseRun, plan: ReleasePlan, gate: int | None) -> str | None:
@@ -404,6 +430,7 @@ def serve(run: ReleaseRun, pushed: list[PushedImage], bake_seconds: float) -> No
     checks and bake pass it commits, and the previous revisions are stopped (kept)."""
     assert run.record is not None
     deployed: list[DeployResult] = []
+    started = time.time()  # the previous versions' traffic before this moment is the baseline
     try:
         with transaction():
             deploy_in_order(
@@ -412,8 +439,10 @@ def serve(run: ReleaseRun, pushed: list[PushedImage], bake_seconds: float) -> No
                 run.report,
                 keep_previous=True,
                 deployed=deployed,
+                canaries=run.canaries,
             )  # 5-7
-            check_release(run, bake_seconds, changed=any(d.changed for d in deployed))  # 8
+            changed = [d.service for d in deployed if d.changed]
+            check_release(run, bake_seconds, changed=bool(changed), moved=(changed, started))  # 8
     except BaseException:
         confirm_switch_back(run, deployed)
         raise
@@ -466,8 +495,15 @@ def rollouts(
     ]
 
 
-def check_release(run: ReleaseRun, bake_seconds: float, changed: bool = True) -> None:
-    """Step 8: the smoke checks, then (with `bake_seconds`) the same checks through the bake.
+def check_release(
+    run: ReleaseRun,
+    bake_seconds: float,
+    changed: bool = True,
+    moved: tuple[list[str], float] = ([], 0.0),
+) -> None:
+    """Step 8: the smoke checks, then (with `bake_seconds`) the same checks through the bake,
+    and the users' traffic of each service that `moved` (the services, and when the release
+    started deploying) judged against the previous version's before that moment.
 
     A re-release that changed no service, of the version that already passed its checks and
     bake when it was released, is probed once (a change of live state since then is still
@@ -487,8 +523,42 @@ def check_release(run: ReleaseRun, bake_seconds: float, changed: bool = True) ->
         row.result = f"{checks.probes} probes x {checks.rounds} rounds passed"
     if bake_seconds > 0:
         with run.report.step("bake") as row:
+            baked = time.time()
             checks = smoke_check(run.env.spec, versions, window_seconds=bake_seconds)
             row.result = f"{checks.rounds} rounds over {bake_seconds:.0f}s passed"
+            services, started = moved
+            window = (baked, time.time(), started)
+            row.result += "; traffic: " + judge_bake(run.env, services, versions, window)
+
+
+def judge_bake(
+    env: Environment,
+    services: list[str],
+    versions: dict[str, str],
+    window: tuple[float, float, float],
+) -> str:
+    """Each moved service's users' traffic through the bake against its previous version's
+    over as long a window before the release; a broken bound fails the bake (ChecksFailed).
+    Without figures or with too few requests, the probes alone decided: the result says so."""
+    start, end, before = window
+    found = []
+    for service in services:
+        figures = read_bake_traffic(env, service, (start, end), (before - (end - start), before))
+        bounds = env.spec.service(service).rollout.bounds or env.spec.checks.traffic
+        verdict = (
+            judge_traffic(
+                versions[service], figures.canary, figures.stable, bounds, "the previous version"
+            )
+            if not figures.missing
+            else Verdict(None, f"no figures ({figures.missing})")
+        )
+        if verdict.passed is False:
+            raise ChecksFailed(
+                f"the bake of {service} failed on its users' traffic: {verdict.reason}"
+            )
+        suffix = "" if verdict.passed else ": decided by the probes alone"
+        found.append(f"{service}: {verdict.reason}{suffix}")
+    return "; ".join(found) or "no service moved"
 
 
 def succeed(run: ReleaseRun) -> dict[str, str]:

@@ -14,6 +14,7 @@ from prefect.flow_runs import pause_flow_run
 
 from blocks.environment import Environment
 from domain.results import DeployResult, Revision
+from flows.canary import canary_service
 from flows.forms import Approval
 from flows.report import Report
 from tasks.edge import update_edge
@@ -41,14 +42,30 @@ def deploy_in_order(
     verb: str = "deploy",
     keep_previous: bool = False,
     deployed: list[DeployResult] | None = None,
+    canaries: tuple[str, ...] = (),
 ) -> list[DeployResult]:
     """Deploy each rollout in the order given, one report row each, then check the edge (the
     load balancer serves the new revisions; the CDN is invalidated) if anything was deployed.
     `keep_previous`: what served before keeps running out of rotation (see tasks/services.py).
     `deployed` collects each result as it comes, so a caller still has them when a later step
-    fails."""
+    fails. The services in `canaries` go through their canary (flows/canary.py) and end
+    promoted by the same deploy, or abort the release."""
     deployed = [] if deployed is None else deployed
+    versions = {r.service: r.version for r in rollouts}
     for rollout in rollouts:
+        if rollout.service in canaries and rollout.image is not None and not rollout.kept:
+            deployed.append(
+                canary_service(
+                    env,
+                    rollout.service,
+                    rollout.image,
+                    rollout.version,
+                    rollout.before,
+                    versions,
+                    report,
+                )
+            )
+            continue
         with report.step(f"{verb} {rollout.service}") as row:
             if rollout.kept:
                 row.result = f"kept {rollout.version}: it serves an image of this source already"

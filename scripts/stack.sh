@@ -40,11 +40,13 @@ if [[ $FM_STACK == suite ]]; then
   # these) must compute the same values again.
   unset FM_REGISTRY_PORT FM_POSTGRES_PORT FM_PREFECT_PORT FM_AWS_PORT DOCKER_HOST PREFECT_HOME \
     PREFECT_API_URL PREFECT_LOCAL_STORAGE_PATH FM_LAUNCHER_SOCKET FM_CDN_ADMIN_PORT FM_REDIS_PORT FM_AWS_ENDPOINT_URL \
+    FM_PROMETHEUS_PORT FM_HAPROXY_METRICS_PORT FM_VARNISH_EXPORTER_PORT FM_REDIS_EXPORTER_PORT \
     FM_AWS_INFRASTRUCTURE_TIMEOUT FM_STAGING_URL FM_PRODUCTION_URL FM_SANDBOX_URL \
     FM_SANDBOX_API_URL FM_SANDBOX_PORT_BASE FM_STAGING_AWS_ACCESS_KEY_ID \
     FM_STAGING_AWS_SECRET_ACCESS_KEY FM_PRODUCTION_AWS_ACCESS_KEY_ID FM_PRODUCTION_AWS_SECRET_ACCESS_KEY
   export FM_STACK_DIR=${FM_SUITE_DIR:-/var/lib/flowmasters-suite}
   export FM_REGISTRY_PORT=5100 FM_POSTGRES_PORT=5533 FM_PREFECT_PORT=4300 FM_AWS_PORT=5110 FM_CDN_ADMIN_PORT=6182 FM_REDIS_PORT=6479
+  export FM_PROMETHEUS_PORT=9190 FM_HAPROXY_METRICS_PORT=8504 FM_VARNISH_EXPORTER_PORT=9231 FM_REDIS_EXPORTER_PORT=9221
   export FM_STAGING_URL=http://127.0.0.1:9180 FM_PRODUCTION_URL=http://127.0.0.1:10180
   export FM_SANDBOX_URL=http://127.0.0.1:8190 FM_SANDBOX_API_URL=http://127.0.0.1:8191
   export FM_SANDBOX_PORT_BASE=18220
@@ -55,6 +57,11 @@ export FM_POSTGRES_PORT=${FM_POSTGRES_PORT:-5433}
 export FM_PREFECT_PORT=${FM_PREFECT_PORT:-4200}
 export FM_CDN_ADMIN_PORT=${FM_CDN_ADMIN_PORT:-6082}
 export FM_REDIS_PORT=${FM_REDIS_PORT:-6379}
+# Monitoring: Prometheus, and what it scrapes (HAProxy's own exporter, Varnish's, Redis's).
+export FM_PROMETHEUS_PORT=${FM_PROMETHEUS_PORT:-9090}
+export FM_HAPROXY_METRICS_PORT=${FM_HAPROXY_METRICS_PORT:-8404}
+export FM_VARNISH_EXPORTER_PORT=${FM_VARNISH_EXPORTER_PORT:-9131}
+export FM_REDIS_EXPORTER_PORT=${FM_REDIS_EXPORTER_PORT:-9121}
 export FM_BASE_IMAGE=${FM_BASE_IMAGE:-flowmasters/base:bookworm}
 # The Node.js base of the real sample app (examples/flowmasters-payload), made here from a wheel.
 export FM_NODE_IMAGE=${FM_NODE_IMAGE:-flowmasters/node:24.19.0}
@@ -118,6 +125,7 @@ die() { printf '[stack] ERROR: %s\n' "$*" >&2; exit 1; }
 # What each component's command line contains: after a reboot the PID files stay, and their
 # numbers may belong to another process by then (or to a thread of one, which `kill -0` accepts).
 declare -A COMMAND_OF=([dockerd]=dockerd [registry]=registry [postgres]=postgres [haproxy]=haproxy [varnish]=varnishd [redis]=redis-server
+  [prometheus]="prometheus --config.file" [varnish-exporter]=prometheus-varnish-exporter [redis-exporter]=prometheus-redis-exporter
   [moto]=moto_server [prefect]="server start" [launcher]=launcher.warm [worker]="worker start")
 
 running() { # running NAME: the PID recorded for NAME is a live process running NAME's command
@@ -149,6 +157,9 @@ install_packages() {
   command -v haproxy >/dev/null || missing+=(haproxy)
   [[ -x /usr/sbin/varnishd ]] || missing+=(varnish)
   command -v redis-server >/dev/null || missing+=(redis-server)
+  command -v prometheus >/dev/null || missing+=(prometheus)
+  command -v prometheus-varnish-exporter >/dev/null || missing+=(prometheus-varnish-exporter)
+  command -v prometheus-redis-exporter >/dev/null || missing+=(prometheus-redis-exporter)
   command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
   command -v curl >/dev/null || missing+=(curl)
   command -v git >/dev/null || missing+=(git)
@@ -157,7 +168,8 @@ install_packages() {
   if ((${#missing[@]})); then
     say "installing Debian packages: ${missing[*]}"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    # no recommends: prometheus would bring its node exporter, which this stack does not scrape
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
   if [[ ! -x $VENV/bin/prefect ]] || ! cmp -s "$ROOT/uv.lock" "$VENV/.uv.lock"; then
     command -v uv >/dev/null || python3 -m pip install -q uv
@@ -330,6 +342,12 @@ defaults
 frontend fe_origin
     bind unix@$dir/origin.sock mode 666
     use_backend %[req.hdr(X-FM-Backend)]
+# HAProxy's built-in Prometheus exporter: per backend and server (each slot of each service),
+# answers by class (2xx..5xx) and the mean response time of the last 1024 requests.
+frontend fe_metrics
+    bind 127.0.0.1:$FM_HAPROXY_METRICS_PORT
+    http-request use-service prometheus-exporter if { path /metrics }
+    no log
 backend be_cdn
     server cdn unix@$FM_STACK_DIR/varnish/cdn.sock check inter 1s fall 1 rise 2 observe layer4 error-limit 1 on-error mark-down
     server origin unix@$dir/origin.sock backup
@@ -407,6 +425,50 @@ start_redis() {
   echo $! >"$PIDS/redis.pid"
   wait_for "redis" 30 bash -c "exec 3<>/dev/tcp/127.0.0.1/$FM_REDIS_PORT"
   say "redis: started (pid $(cat "$PIDS/redis.pid"), 127.0.0.1:$FM_REDIS_PORT)"
+}
+
+# Prometheus, the seed's monitoring: it scrapes HAProxy (what reached each slot of each service,
+# which the canary's and the bake's analysis read: flows/analysis.py), Varnish and Redis every
+# 2 s (a canary step of 60 s has 30 samples), and keeps 2 days.
+start_monitoring() {
+  local dir=$FM_STACK_DIR/prometheus pw
+  mkdir -p "$dir/data"
+  if ! running varnish-exporter; then
+    nohup prometheus-varnish-exporter -n "$FM_STACK_DIR/varnish/work" \
+      -web.listen-address "127.0.0.1:$FM_VARNISH_EXPORTER_PORT" >"$LOGS/varnish-exporter.log" 2>&1 &
+    echo $! >"$PIDS/varnish-exporter.pid"
+  fi
+  if ! running redis-exporter; then
+    pw=$(stand_in_secret redis-password)
+    # the password in its environment, never on its command line (ps shows that to everyone)
+    REDIS_PASSWORD=$pw nohup prometheus-redis-exporter -redis.addr "redis://127.0.0.1:$FM_REDIS_PORT" \
+      -web.listen-address "127.0.0.1:$FM_REDIS_EXPORTER_PORT" >"$LOGS/redis-exporter.log" 2>&1 &
+    echo $! >"$PIDS/redis-exporter.pid"
+  fi
+  cat >"$dir/prometheus.yml" <<EOF
+# Written by scripts/stack.sh.
+global:
+  scrape_interval: 2s
+  scrape_timeout: 2s
+scrape_configs:
+  - job_name: haproxy
+    static_configs: [{targets: ["127.0.0.1:$FM_HAPROXY_METRICS_PORT"]}]
+  - job_name: varnish
+    static_configs: [{targets: ["127.0.0.1:$FM_VARNISH_EXPORTER_PORT"]}]
+  - job_name: redis
+    static_configs: [{targets: ["127.0.0.1:$FM_REDIS_EXPORTER_PORT"]}]
+EOF
+  if running prometheus; then
+    kill -HUP "$(cat "$PIDS/prometheus.pid")"  # it reads its configuration again
+    say "prometheus: already running (http://127.0.0.1:$FM_PROMETHEUS_PORT)"
+    return
+  fi
+  nohup prometheus --config.file "$dir/prometheus.yml" --storage.tsdb.path "$dir/data" \
+    --storage.tsdb.retention.time 2d --web.listen-address "127.0.0.1:$FM_PROMETHEUS_PORT" \
+    >"$LOGS/prometheus.log" 2>&1 &
+  echo $! >"$PIDS/prometheus.pid"
+  wait_for "prometheus" 60 curl -fsS "http://127.0.0.1:$FM_PROMETHEUS_PORT/-/ready"
+  say "prometheus: started (pid $(cat "$PIDS/prometheus.pid"), http://127.0.0.1:$FM_PROMETHEUS_PORT)"
 }
 
 start_prefect() {
@@ -487,15 +549,16 @@ cmd_up() {
   start_haproxy
   start_varnish
   start_redis
+  start_monitoring
   start_aws_standin
   start_prefect
   start_launcher
   start_worker
-  say "ready: registry 127.0.0.1:$FM_REGISTRY_PORT, postgres 127.0.0.1:$FM_POSTGRES_PORT, prefect $PREFECT_API_URL"
+  say "ready: registry 127.0.0.1:$FM_REGISTRY_PORT, postgres 127.0.0.1:$FM_POSTGRES_PORT, prefect $PREFECT_API_URL, prometheus http://127.0.0.1:$FM_PROMETHEUS_PORT"
 }
 
 # Every component but the engine, in the order `down` stops them (what starts runs first).
-STOPPED_FIRST=(worker launcher prefect moto varnish redis haproxy registry)
+STOPPED_FIRST=(worker launcher prefect moto prometheus varnish-exporter redis-exporter varnish redis haproxy registry)
 
 stop_postgres() { # stop_postgres fast|immediate
   if [[ -s $FM_STACK_DIR/postgres/data/PG_VERSION ]]; then
@@ -555,13 +618,14 @@ cmd_restart() {
 }
 
 cmd_status() {
-  for name in dockerd registry postgres haproxy varnish redis moto prefect launcher worker; do
+  for name in dockerd registry postgres haproxy varnish redis prometheus varnish-exporter redis-exporter moto prefect launcher worker; do
     if running "$name"; then say "$name: running (pid $(cat "$PIDS/$name.pid"))"; else say "$name: not running"; fi
   done
 }
 
 cmd_env() {
   for v in FM_STACK FM_CACHE_DIR FM_STACK_DIR FM_REGISTRY_PORT FM_POSTGRES_PORT FM_PREFECT_PORT FM_CDN_ADMIN_PORT FM_REDIS_PORT FM_BASE_IMAGE FM_NODE_IMAGE DOCKER_HOST \
+    FM_PROMETHEUS_PORT FM_HAPROXY_METRICS_PORT FM_VARNISH_EXPORTER_PORT FM_REDIS_EXPORTER_PORT \
     PREFECT_HOME PREFECT_API_URL PREFECT_LOCAL_STORAGE_PATH PREFECT_SERVER_ANALYTICS_ENABLED DO_NOT_TRACK \
     PREFECT_RESULTS_PERSIST_BY_DEFAULT FM_WORK_POOL FM_LAUNCHER_SOCKET FM_REPO_ROOT FM_APP_REPOSITORY FM_AWS_PORT \
     FM_AWS_ENDPOINT_URL FM_AWS_REGION FM_AWS_INFRASTRUCTURE_TIMEOUT FM_STAGING_AWS_ACCESS_KEY_ID FM_STAGING_AWS_SECRET_ACCESS_KEY \

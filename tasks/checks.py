@@ -44,17 +44,27 @@ def describe_versions(versions: dict[str, str]) -> str:
 
 @task(name="smoke-check", cache_policy=NO_CACHE, timeout_seconds=600)
 def smoke_check(
-    spec: EnvironmentSpec, versions: dict[str, str], window_seconds: float | None = None
+    spec: EnvironmentSpec,
+    versions: dict[str, str],
+    window_seconds: float | None = None,
+    only: str | None = None,
+    urls: dict[str, str] | None = None,
 ) -> CheckReport:
     """Probe every configured URL repeatedly for the check window; any failure fails the step.
     `versions`: what each service must serve (a release keeps an unchanged service's version).
+    `only`: that service's probes alone; `urls`: base URLs instead of the public ones (a
+    canary's own slot).
 
     Not retried: a retry would turn a real failure into a flaky pass.
     """
     checks = spec.checks
     window = checks.window_seconds if window_seconds is None else window_seconds
-    urls = {s.name: s.public_url for s in spec.services}
-    expected = expected_versions(checks.probes, versions)
+    urls = {s.name: s.public_url for s in spec.services} | (urls or {})
+    expected = [
+        (probe, wanted)
+        for probe, wanted in expected_versions(checks.probes, versions)
+        if only is None or probe.service == only
+    ]
     version = describe_versions(versions)
     failures: list[str] = []
     rounds = 0
@@ -70,9 +80,9 @@ def smoke_check(
                 break
             time.sleep(checks.interval_seconds)
     report = CheckReport(
-        version=version, probes=len(checks.probes), rounds=rounds, failures=tuple(failures)
+        version=version, probes=len(expected), rounds=rounds, failures=tuple(failures)
     )
     if failures:
         raise ChecksFailed(f"smoke checks failed for {version}: " + "; ".join(failures))
-    get_run_logger().info(f"smoke checks passed: {len(checks.probes)} probes x {rounds} rounds")
+    get_run_logger().info(f"smoke checks passed: {len(expected)} probes x {rounds} rounds")
     return report

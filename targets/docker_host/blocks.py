@@ -115,3 +115,8 @@ class DockerHostTarget(Block):
         default=None,
         description="The host's CDN in front of the public URLs; none: HAProxy serves them alone.",
     )
+    prometheus_url: str | None = Field(
+        default=None,
+        description="Prometheus scraping the host's HAProxy: the bake and canary steps read "
+        "each version's traffic there; none: they decide by their probes alone, and say so.",
+    )

@@ -3,7 +3,8 @@
 Blocks per environment NAME: NAME-docker-host (the target), NAME-docker (DockerHost) and
 NAME-database (the Postgres connection, its password a secret read from `password_file` or
 `password_env`, never from the YAML), and with a `cdn:` entry NAME-cdn (the host's Varnish: its admin
-port and the secret from its `password_file`).
+port and the secret from its `password_file`). `metrics: {prometheus: URL}` names the
+Prometheus that scrapes the host's HAProxy.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ def register(name: str, target: dict[str, Any]) -> DockerHostTarget:
         backup_dir=target["backup_dir"],
         port_base=int(target["port_base"]),
         cdn=cdn,
+        prometheus_url=target.get("metrics", {}).get("prometheus"),
     )
     host_target.save(f"{name}-docker-host", overwrite=True)
     return host_target

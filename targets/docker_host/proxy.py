@@ -49,6 +49,7 @@ class ServiceRoute:
 class ServerState:
     status: str  # UP, DOWN, MAINT, DRAIN, ...
     sessions: int
+    weight: int = 1
 
 
 def backend_name(environment: str, service: str) -> str:
@@ -57,6 +58,19 @@ def backend_name(environment: str, service: str) -> str:
 
 def server_name(slot: int) -> str:
     return f"slot{slot}"
+
+
+def canary_cookie(environment: str, service: str) -> str:
+    """The cookie that keeps a client on the version it got during a canary (one per
+    environment and service: cookies are per host, not per port)."""
+    return f"fm_{environment}_{service}".replace("-", "_")
+
+
+def canary_weights(percent: int) -> tuple[int, int]:
+    """HAProxy weights (canary, stable) for `percent` of new users on the canary (within 0.5 %).
+    The canary's weight is even and the stable's odd, as every live server's is (the default
+    weight is 1): that is how `live_slot` tells the stable from the canary at any weight."""
+    return 2 * percent, 2 * (100 - percent) + 1
 
 
 def public_port(url: str) -> int:
@@ -134,22 +148,33 @@ def render_config(
     routes: Sequence[ServiceRoute],
     live: Mapping[str, int | None],
     live_map: str | None = None,
+    cdn: bool = False,
 ) -> str:
     """The environment's HAProxy config; `live` names each service's live slot (None: none yet).
 
-    With `live_map` (the environment's map file, see `render_map`), the public frontend sends
-    each request through the host's CDN (`be_cdn`, which scripts/stack.sh declares) and names
-    for it the service's backend and live version and slot; the CDN comes back through the
-    host's origin frontend (`fe_origin`) to the service's backend. Without it, the frontend
-    goes straight to the backend (a host without a CDN)."""
+    `live_map` is the environment's map file (`render_map`). Its `<backend>.canary` is 1 while a
+    canary runs: then each new client gets a cookie naming the slot that answered it, and keeps
+    that slot (`use-server`) until the canary ends; the frontend goes past the CDN, so a canary
+    user never gets the stable's cached pages nor the other way round, and what each version's
+    servers count is all its users got.
+
+    With `cdn`, the public frontend sends each request through the host's CDN (`be_cdn`, which
+    scripts/stack.sh declares) and names for it the service's backend and live version and
+    slot; the CDN comes back through the host's origin frontend (`fe_origin`) to the service's
+    backend. Without it, the frontend goes straight to the backend (a host without a CDN)."""
     lines = [f"# Managed by flowmasters for environment '{environment}'; releases rewrite it."]
     for route in routes:
         be = backend_name(environment, route.service)
+        cookie = canary_cookie(environment, route.service)
         lines += [
             f"frontend fe_{environment}_{route.service}",
             f"    bind 127.0.0.1:{route.public_port}",
         ]
         if live_map:
+            lines.append(
+                f"    http-request set-var(txn.fm_canary) str({be}.canary),map({live_map},0)"
+            )
+        if live_map and cdn:
             lines += [
                 f"    http-request set-header X-FM-Backend {be}",
                 f"    http-request set-header X-FM-Live-Version %[str({be}.version),map({live_map},none)]",
@@ -159,6 +184,7 @@ def render_config(
                     f"    http-request set-header X-FM-Private 1 if {{ path_beg {path} }}"
                     for path in route.private_paths
                 ),
+                f"    use_backend {be} if {{ var(txn.fm_canary) -m str 1 }}",
                 "    default_backend be_cdn",
             ]
         else:
@@ -174,6 +200,17 @@ def render_config(
             # Which slot answered: the CDN stores an answer only from the slot it expects.
             "    http-response set-header X-FM-Slot %[srv_name]",
         ]
+        if live_map:
+            lines += [
+                f"    http-request set-var(txn.fm_cookie) req.cook({cookie})",
+                *(
+                    f"    use-server {server_name(slot)} if {{ var(txn.fm_canary) -m str 1 }} "
+                    f"{{ var(txn.fm_cookie) -m str {server_name(slot)} }}"
+                    for slot in SLOTS
+                ),
+                f'    http-response add-header Set-Cookie "{cookie}=%[srv_name]; Path=/; HttpOnly; '
+                'SameSite=Lax" if { var(txn.fm_canary) -m str 1 } !{ var(txn.fm_cookie) -m found }',
+            ]
         for slot, port in zip(SLOTS, route.slot_ports, strict=True):
             disabled = "" if live.get(route.service) == slot else " disabled"
             lines.append(f"    server {server_name(slot)} 127.0.0.1:{port} {CHECK}{disabled}")
@@ -196,6 +233,7 @@ def render_map(
         slot = live.get(route.service)
         lines.append(f"{be}.slot {server_name(slot) if slot is not None else 'none'}")
         lines.append(f"{be}.version {versions.get(route.service) or 'none'}")
+        lines.append(f"{be}.canary 0")
     return "\n".join(lines) + "\n"
 
 
@@ -212,7 +250,7 @@ def parse_stat(csv_text: str) -> dict[tuple[str, str], ServerState]:
         if row.get("svname") in ("FRONTEND", "BACKEND") or not row.get("pxname"):
             continue
         states[(row["pxname"], row["svname"])] = ServerState(
-            status=row["status"], sessions=int(row["scur"] or 0)
+            status=row["status"], sessions=int(row["scur"] or 0), weight=int(row.get("weight") or 1)
         )
     return states
 
@@ -234,15 +272,17 @@ def in_rotation(state: ServerState | None) -> bool:
 
 
 def live_slot(states: Mapping[tuple[str, str], ServerState], backend: str) -> int | None:
-    """The slot taking traffic: the one not in maintenance. Mid-switch both are out of it: the
-    one draining is the old one (a switch drains the old slot after the new one is up); with
-    neither draining, the first."""
+    """The slot taking traffic: the one not in maintenance. Mid-switch both are in rotation: the
+    one draining is the old one (a switch drains the old slot after the new one is up). During
+    a canary both are: the canary's weight is even, the stable's odd (`canary_weights`).
+    Otherwise, the first."""
     rotating = []
     for slot in SLOTS:
         state = states.get((backend, server_name(slot)))
         if in_rotation(state):
-            rotating.append((state.status.startswith("DRAIN"), slot))
-    return min(rotating)[1] if rotating else None
+            canary = state.weight % 2 == 0
+            rotating.append((state.status.startswith("DRAIN"), canary, slot))
+    return min(rotating)[2] if rotating else None
 
 
 class HaproxyAdmin:
@@ -299,6 +339,9 @@ class HaproxyAdmin:
     def set_state(self, backend: str, slot: int, state: str) -> None:
         self.command(f"set server {backend}/{server_name(slot)} state {state}")
 
+    def set_weight(self, backend: str, slot: int, weight: int) -> None:
+        self.command(f"set weight {backend}/{server_name(slot)} {weight}")
+
     def wait_for(
         self,
         what: str,
@@ -328,7 +371,9 @@ class HaproxyAdmin:
         moved: Callable[[], None] = lambda: None,
     ) -> None:
         """Send traffic to `new`, drain and park `old`. No request is dropped on the way.
-        `moved` runs as soon as new requests go to `new` only (before the drain's wait)."""
+        `moved` runs as soon as new requests go to `new` only (before the drain's wait). The new
+        slot gets the default weight: an aborted canary's slot was left at 0."""
+        self.set_weight(backend, new, 1)
         self.set_state(backend, new, "ready")
         new_key = (backend, server_name(new))
         self.wait_for(

@@ -33,8 +33,9 @@ from domain.results import (
     Revision,
 )
 from domain.services import ServiceSpec
+from domain.traffic import Traffic, traffic_between
 from targets import images, migrations, secrets, verify
-from targets.docker_host import cdn, containers, database, proxy
+from targets.docker_host import cdn, containers, database, metrics, proxy
 from targets.docker_host import push as pushing
 from targets.docker_host.blocks import DockerHostTarget
 from targets.docker_host.registry import RegistryClient
@@ -193,16 +194,19 @@ class DockerHostRuntime(migrations.OneOffMigrations):
         states = self.admin.states()
         return {name: proxy.live_slot(states, self._backend(name)) for name in self.routes}
 
-    def _map_path(self) -> str | None:
-        """The environment's live map, when its public URLs go through the host's CDN."""
-        if self.block.cdn is None:
-            return None
+    def _map_path(self) -> str:
+        """The environment's live map: each service's live version and slot (the CDN's key),
+        and whether a canary runs."""
         return proxy.map_path(self.block.proxy_config_dir, self.env.name)
 
     def _proxy_config(self, live: dict[str, int | None] | None = None) -> str:
         live = self._live_slots() if live is None else live
         return proxy.render_config(
-            self.env.name, list(self.routes.values()), live, live_map=self._map_path()
+            self.env.name,
+            list(self.routes.values()),
+            live,
+            live_map=self._map_path(),
+            cdn=self.block.cdn is not None,
         )
 
     def _proxy_map(self, live: dict[str, int | None]) -> str:
@@ -253,23 +257,24 @@ class DockerHostRuntime(migrations.OneOffMigrations):
         """The environment's HAProxy file with each service's live slot, and its live map first
         (the config names it); True when the config changed (the map changes at runtime)."""
         live = self._live_slots()
-        if self._map_path():
-            proxy.write_config(
-                self.block.proxy_config_dir, self.env.name, self._proxy_map(live), suffix=".map"
-            )
+        proxy.write_config(
+            self.block.proxy_config_dir, self.env.name, self._proxy_map(live), suffix=".map"
+        )
         return proxy.write_config(
             self.block.proxy_config_dir, self.env.name, self._proxy_config(live)
         )
 
     def _publish_live(self, service: str, slot: int, version: str) -> None:
         """Tell the CDN (through HAProxy's live map) which version and slot now serve `service`:
-        from this moment its pages are looked up under the new version."""
+        from this moment its pages are looked up under the new version. A canary, if one ran,
+        is over: every client goes where the weights send it, through the CDN."""
         path = self._map_path()
-        if path is None or not Path(path).is_file():
+        if not Path(path).is_file():
             return
         backend = self._backend(service)
         self.admin.set_map(path, f"{backend}.slot", proxy.server_name(slot))
         self.admin.set_map(path, f"{backend}.version", version)
+        self.admin.set_map(path, f"{backend}.canary", "0")
 
     # -- steps 2-3: images ---------------------------------------------------------------------
 
@@ -468,6 +473,104 @@ class DockerHostRuntime(migrations.OneOffMigrations):
                 return container
             _logger().info(f"{container.name} runs but {url} does not answer 200: starting anew")
         return None
+
+    # -- canary: the new version beside the stable one, on a share of new users -------------------
+
+    def start_canary(self, service: str, image: str, version: str) -> DeployResult:
+        """Start `image` on the idle slot beside the live (stable) one and wait until HAProxy
+        sees it healthy; it takes no user yet (weight 0). From here a client keeps the slot it
+        got (a cookie), and the service's pages go past the CDN. Idempotent: a canary already
+        running this image is reused."""
+        backend = self._backend(service)
+        live = proxy.live_slot(self.admin.states(), backend)
+        stable = self._revision_on(service, live)
+        if live is None or stable is None:
+            raise ReleaseError(f"{service}: nothing serves it yet, so a canary has no stable")
+        slot = 1 - live
+        spec = self.env.service(service)
+        with self._engine() as client:
+            image_id = self._ensure_image(client, image)
+            container = self._standing_by(client, spec, image_id, version, slot)
+            if container is None:
+                container = self._start_healthy(client, spec, image, version, slot)
+            with proxy.config_lock(self.block.proxy_config_dir):
+                self.admin.set_weight(backend, slot, 0)
+                self.admin.set_weight(backend, live, 1)
+                self.admin.set_state(backend, slot, "ready")
+                key = (backend, proxy.server_name(slot))
+                self.admin.wait_for(
+                    f"{key[1]} of {backend} is UP", lambda s: proxy.is_serving(s[key].status), 30
+                )
+                self.admin.set_map(self._map_path(), f"{backend}.canary", "1")
+            container.reload()
+            current = self._revision(container)
+        return DeployResult(
+            service=service,
+            changed=True,
+            previous=stable,
+            current=current,
+            detail=f"canary {container.name} on slot{slot} beside {stable.version} on slot{live}",
+        )
+
+    def _canary_slots(self, service: str) -> tuple[str, int, int]:
+        backend = self._backend(service)
+        live = proxy.live_slot(self.admin.states(), backend)
+        if live is None:
+            raise ReleaseError(f"{service}: no live slot, so no canary runs beside it")
+        return backend, 1 - live, live
+
+    def set_canary_weight(self, service: str, percent: int) -> str:
+        """`percent` of new users to the canary, the rest to the stable, at once (no reload)."""
+        backend, canary, stable = self._canary_slots(service)
+        canary_weight, stable_weight = proxy.canary_weights(percent)
+        self.admin.set_weight(backend, canary, canary_weight)
+        self.admin.set_weight(backend, stable, stable_weight)
+        return f"{percent} % of new users to slot{canary}, {100 - percent} % to slot{stable}"
+
+    def abort_canary(self, service: str) -> str:
+        """Every user to the stable version, at once: the canary out of rotation (its container
+        keeps running there, for inspection), the stable in it (a promotion that failed half
+        way may have left it draining), the cookies and the CDN's pass-through off. Then the
+        weights back to the default: the canary's state, not its weight, already keeps users
+        away, so weights HAProxy refuses to change are reported, not fatal."""
+        backend, canary, stable = self._canary_slots(service)
+        with proxy.config_lock(self.block.proxy_config_dir):
+            self.admin.set_state(backend, canary, "maint")
+            self.admin.set_state(backend, stable, "ready")
+            self.admin.set_map(self._map_path(), f"{backend}.canary", "0")
+            done = f"slot{canary} out of rotation; every user on slot{stable}"
+            try:
+                self.admin.set_weight(backend, canary, 0)
+                self.admin.set_weight(backend, stable, 1)
+            except (ReleaseError, TransientError) as exc:
+                return f"{done} (its weights were left as they were: {exc})"
+        return done
+
+    def slot_url(self, service: str, role: str) -> str:
+        """The base URL of `service`'s `role` slot ("live" or "beside"), past HAProxy."""
+        live = proxy.live_slot(self.admin.states(), self._backend(service))
+        slot = (live if role == "live" else 1 - live) if live is not None else 0
+        return f"http://127.0.0.1:{self.routes[service].slot_ports[slot]}"
+
+    def traffic(self, service: str, role: str, start: float, end: float) -> Traffic | None:
+        """What reached `service`'s `role` slot ("live": the stable during a canary, else the
+        new version; "beside": the canary, or the previous version a release keeps) between
+        `start` and `end` (epoch seconds). None when HAProxy's counters went back meanwhile.
+        Raises `metrics.MetricsUnavailable` without a metrics source."""
+        if not self.block.prometheus_url:
+            raise metrics.MetricsUnavailable(
+                "this Docker host names no metrics source (the target's `metrics: {prometheus: "
+                "URL}`)"
+            )
+        backend = self._backend(service)
+        live = proxy.live_slot(self.admin.states(), backend)
+        if live is None:
+            return None
+        server = proxy.server_name(live if role == "live" else 1 - live)
+        source = metrics.Prometheus(self.block.prometheus_url)
+        return traffic_between(
+            source.reading(backend, server, start), source.reading(backend, server, end)
+        )
 
     def retire_previous(self, service: str) -> str:
         """After the release passed its checks and bake: stop what runs on the idle slot (the

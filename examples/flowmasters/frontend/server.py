@@ -8,11 +8,21 @@ GET /api/backend  200 {"frontend_version":..,"backend":<backend /api/health JSON
                   502 {"status":"error",..,"error":..} if the backend is unreachable or not 200
 GET /cdn/<case>   200 {"version":..,"render":n} (n counts this process's renders), with the
                   caching headers of <case> (CDN_CASES): what the CDN may keep and what not
+
+GET /pages/<slug> 200 HTML: the same page under a content page's address (what users browse; the
+                  smoke checks probe / only)
+
+$FM_PAGE_FAIL_EVERY=N: every Nth answer of a /pages/<slug> is a 500 (one page of many failing
+for some users: the probes never see it); $FM_PAGE_FAIL_AFTER_SECONDS=N: every page (/ and
+/pages/*) answers 500 once the process is up longer than N s (0: from the start);
+$FM_SLOW_MS=M: every answer takes M ms more. What a canary's analysis catches.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
+import time
 
 from stdlite import BreakSwitch, Handler, Response, http_get, json_response, loads, run
 
@@ -20,6 +30,10 @@ SERVICE = "frontend"
 VERSION = os.environ.get("APP_VERSION") or "dev"
 BACKEND_URL = (os.environ.get("BACKEND_URL") or "http://127.0.0.1:3001").rstrip("/")
 BACKEND_TIMEOUT = 2.0
+PAGE_FAIL_EVERY = int(os.environ.get("FM_PAGE_FAIL_EVERY") or 0)
+SLOW_SECONDS = int(os.environ.get("FM_SLOW_MS") or 0) / 1000
+PAGE_FAIL_AFTER = os.environ.get("FM_PAGE_FAIL_AFTER_SECONDS") or None  # "0": from the start
+STARTED = time.monotonic()
 _HTML_ESCAPES = str.maketrans(
     {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#x27;"}
 )
@@ -78,9 +92,16 @@ CDN_CASES: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
 def make_handler() -> Handler:
     switch = BreakSwitch()
     renders = iter(range(1, 1 << 62))
+    pages = itertools.count(1)
 
     def handle(path: str) -> Response:
-        if path == "/":
+        if SLOW_SECONDS:
+            time.sleep(SLOW_SECONDS)
+        if path == "/" or path.startswith("/pages/"):
+            late = PAGE_FAIL_AFTER is not None and time.monotonic() - STARTED > int(PAGE_FAIL_AFTER)
+            sometimes = path != "/" and PAGE_FAIL_EVERY and next(pages) % PAGE_FAIL_EVERY == 0
+            if late or sometimes:
+                return json_response(500, {"status": "error", "error": "deliberately failed"})
             return home_page()
         case = CDN_CASES.get(path.removeprefix("/cdn/")) if path.startswith("/cdn/") else None
         if case is not None:

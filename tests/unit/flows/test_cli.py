@@ -10,6 +10,7 @@ import json
 import httpx
 import pytest
 
+from flows import cli
 from flows.cli import RETRY_DELAYS, Server, answer_failure, retry_delays, waiting_for
 
 
@@ -100,3 +101,16 @@ def test_an_answer_that_is_an_error_is_not_retried():
 def test_a_run_that_waits_says_what_for(state, said):
     told = waiting_for(state)
     assert (told is None) if said is None else (said in told)
+
+
+def test_the_addresses_printed_at_the_end_name_the_monitoring(capsys, monkeypatch):
+    monkeypatch.setenv("FM_PROMETHEUS_PORT", "9090")
+    cli.print_addresses(
+        [{"name": "backend", "public_url": "http://127.0.0.1:8081", "admin_path": "/admin"}]
+    )
+
+    assert capsys.readouterr().out.splitlines() == [
+        "backend: http://127.0.0.1:8081",
+        "backend admin: http://127.0.0.1:8081/admin",
+        "monitoring (Prometheus): http://127.0.0.1:9090",
+    ]

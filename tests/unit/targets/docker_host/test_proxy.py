@@ -10,6 +10,7 @@ from targets.docker_host.proxy import (
     HaproxyAdmin,
     ServerState,
     ServiceRoute,
+    canary_weights,
     check_ports,
     config_lock,
     ephemeral_range,
@@ -67,10 +68,11 @@ class TestRenderConfig:
 
     def test_with_a_cdn_the_public_frontend_goes_through_it_naming_the_live_version(self):
         route = ServiceRoute("backend", 8081, (9100, 9101), "/api/health", ("/admin",))
-        text = render_config("prod", [route], {"backend": 0}, live_map="/x/prod.map")
-        frontend = text[text.index("frontend ") : text.index("backend be_prod_backend")]
+        text = render_config("prod", [route], {"backend": 0}, live_map="/x/prod.map", cdn=True)
+        frontend = text[text.index("frontend ") : text.index("\nbackend be_prod_backend")]
 
         assert frontend.splitlines()[2:] == [
+            "    http-request set-var(txn.fm_canary) str(be_prod_backend.canary),map(/x/prod.map,0)",
             "    http-request set-header X-FM-Backend be_prod_backend",
             "    http-request set-header X-FM-Live-Version "
             "%[str(be_prod_backend.version),map(/x/prod.map,none)]",
@@ -78,8 +80,32 @@ class TestRenderConfig:
             "%[str(be_prod_backend.slot),map(/x/prod.map,none)]",
             "    http-request del-header X-FM-Private",
             "    http-request set-header X-FM-Private 1 if { path_beg /admin }",
+            # during a canary, past the CDN: each version's users get that version's pages
+            "    use_backend be_prod_backend if { var(txn.fm_canary) -m str 1 }",
             "    default_backend be_cdn",
         ]
+
+    def test_during_a_canary_a_client_keeps_the_slot_its_cookie_names(self):
+        route = ServiceRoute("backend", 8081, (9100, 9101), "/api/health")
+        text = render_config("prod-eu", [route], {"backend": 0}, live_map="/x/prod-eu.map")
+        backend = text[text.index("\nbackend be_prod-eu_backend") :].splitlines()
+
+        assert "    default_backend be_prod-eu_backend" in text  # no CDN: straight to it
+        assert [line for line in backend if "cook" in line] == [
+            "    http-request set-var(txn.fm_cookie) req.cook(fm_prod_eu_backend)",
+            "    use-server slot0 if { var(txn.fm_canary) -m str 1 } "
+            "{ var(txn.fm_cookie) -m str slot0 }",
+            "    use-server slot1 if { var(txn.fm_canary) -m str 1 } "
+            "{ var(txn.fm_cookie) -m str slot1 }",
+            '    http-response add-header Set-Cookie "fm_prod_eu_backend=%[srv_name]; Path=/; '
+            'HttpOnly; SameSite=Lax" if { var(txn.fm_canary) -m str 1 } '
+            "!{ var(txn.fm_cookie) -m found }",
+        ]
+
+    def test_canary_weights_give_the_share_asked_and_tell_the_stable_apart(self):
+        assert canary_weights(10) == (20, 181)
+        assert canary_weights(50) == (100, 101)
+        assert canary_weights(99) == (198, 3)
 
     def test_the_live_map_names_each_services_slot_and_version(self):
         text = render_map("prod", ROUTES, {"backend": 1, "frontend": None}, {"backend": "v7"})
@@ -87,8 +113,10 @@ class TestRenderConfig:
         assert text == (
             "be_prod_backend.slot slot1\n"
             "be_prod_backend.version v7\n"
+            "be_prod_backend.canary 0\n"
             "be_prod_frontend.slot none\n"
             "be_prod_frontend.version none\n"
+            "be_prod_frontend.canary 0\n"
         )
 
     def test_service_missing_from_live_has_both_slots_disabled(self):
@@ -344,6 +372,23 @@ class TestLiveSlot:
 
     def test_unknown_backend_has_no_live_slot(self):
         assert live_slot(self.states("UP", "MAINT"), "be_staging_other") is None
+
+    @pytest.mark.parametrize("percent", [1, 10, 50, 99])
+    def test_during_a_canary_the_live_slot_is_the_stable_one(self, percent):
+        canary, stable = canary_weights(percent)
+        for stable_slot in (0, 1):
+            weights = {stable_slot: stable, 1 - stable_slot: canary}
+            states = {
+                (self.BACKEND, f"slot{slot}"): ServerState("UP", 0, weight)
+                for slot, weight in weights.items()
+            }
+            assert live_slot(states, self.BACKEND) == stable_slot
+
+    def test_weights_are_read_from_show_stat(self):
+        line = stat_row("be_local_backend", "slot1", "UP", weight="181")
+        states = parse_stat("# " + ",".join(COLUMNS) + ",\n" + line + "\n")
+
+        assert states[("be_local_backend", "slot1")].weight == 181
 
 
 class TestPublicPort:
