@@ -110,7 +110,12 @@ class Verdict:
 
 
 def broken_already(
-    version: str, new: Traffic | None, bounds: TrafficBounds, expected_requests: float
+    version: str,
+    new: Traffic | None,
+    bounds: TrafficBounds,
+    expected_requests: float,
+    compared: Traffic | None = None,
+    against: str = "the stable version",
 ) -> Verdict | None:
     """Before a step has `min_requests`: a failing verdict when the version's 5xx so far exceed
     what the bound allows over the whole step (`expected_requests`, projected from its rate so
@@ -118,14 +123,16 @@ def broken_already(
     version failing every request is stopped at its first readings, a stray error is not."""
     if new is None or new.requests >= bounds.min_requests:
         return None
-    allowance = bounds.max_error_share * max(expected_requests, bounds.min_requests)
-    if new.errors <= allowance:
+    expected = max(expected_requests, bounds.min_requests)
+    if new.errors <= bounds.max_error_share * expected:
         return None
     return Verdict(
         False,
-        f"{new.errors} 5xx of {new.requests} requests so far, more than the bound "
-        f"{bounds.max_error_share:.1%} allows over the step's ~{max(expected_requests, bounds.min_requests):.0f} "
-        f"({version}: {new.describe()})",
+        f"error share already above the bound {bounds.max_error_share:.1%} for the step: "
+        f"{new.errors} 5xx of {new.requests} requests so far, of ~{expected:.0f} expected "
+        f"({version}: {new.describe()}"
+        + (f"; {against}: {compared.describe()}" if compared is not None else "")
+        + ")",
     )
 
 

@@ -128,7 +128,12 @@ class Canary:
             if verdict.passed is None and not self.figures.missing:
                 rate = (self.figures.canary.requests if self.figures.canary else 0) / (now - start)
                 early = broken_already(
-                    self.version, self.figures.canary, self.bounds, rate * seconds
+                    self.version,
+                    self.figures.canary,
+                    self.bounds,
+                    rate * seconds,
+                    self.figures.stable,
+                    f"stable {self.stable}",
                 )
                 verdict = early or verdict
             if verdict.passed is False or self.figures.missing or now >= end:

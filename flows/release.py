@@ -270,7 +270,7 @@ def make_plan(run: ReleaseRun, wanted: Wanted) -> tuple[list[BuildSpec], Release
         run.canaries = choose_canaries(run, plan)
         create_markdown_artifact(
             key=f"release-plan-{run.env.name}",
-            markdown=render_plan(plan),
+            markdown=render_plan(plan) + canary_note(run.canaries),
             description="Release plan",
         )
         row.result = ", ".join(
@@ -284,6 +284,16 @@ def make_plan(run: ReleaseRun, wanted: Wanted) -> tuple[list[BuildSpec], Release
                 "versions run on the new schema)"
             )
     return builds, plan
+
+
+def canary_note(canaries: tuple[str, ...]) -> str:
+    """What the plan says of the canaries it will run."""
+    if not canaries:
+        return ""
+    return (
+        f"\n**Canary**: {', '.join(canaries)}, in steps of users' traffic (docs/canary.md). The "
+        "migrations run first, so during the canary both versions run on the new schema.\n"
+    )
 
 
 def choose_canaries(run: ReleaseRun, plan: ReleasePlan) -> tuple[str, ...]:

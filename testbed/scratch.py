@@ -276,6 +276,7 @@ def remove_environment(name: str, database: str | None) -> None:
                 lambda states: not any(b.startswith(f"be_{name}_") for b, _ in states),
                 timeout=30,
             )
+    (conf.parent / f"{name}.map").unlink(missing_ok=True)  # its live map (read at a reload)
     if database:
         app_psql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
     shutil.rmtree(stack_dir() / "backups" / name, ignore_errors=True)

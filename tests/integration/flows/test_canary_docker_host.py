@@ -85,6 +85,18 @@ def report_rows(environment: str) -> list[dict[str, str]]:
     return json.loads(table.data) if isinstance(table.data, str) else table.data
 
 
+def latest_plan(environment: str) -> str:
+    with get_client(sync_client=True) as client:
+        (plan,) = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=[f"release-plan-{environment}"])
+            ),
+            sort=ArtifactSort.CREATED_DESC,
+            limit=1,
+        )
+    return str(plan.data)
+
+
 class Visitor(threading.Thread):
     """One browser: keeps its cookies, loads the page every 0.2 s, notes the version it got."""
 
@@ -100,6 +112,24 @@ class Visitor(threading.Thread):
                 time.sleep(0.2)
 
 
+class Newcomers(threading.Thread):
+    """New visitors, one after another, each with no cookie: the page (which assigns it a
+    version while a canary runs), then a page the CDN keeps (`/cdn/shared`), with its cookie.
+    Notes the pair of versions each got."""
+
+    def __init__(self, url: str):
+        super().__init__(daemon=True)
+        self.url, self.pairs, self.running = url, [], True
+
+    def run(self) -> None:
+        while self.running:
+            with httpx.Client(timeout=5) as client:
+                page = client.get(self.url + "/").text.split('<span id="version">')[1]
+                cached = client.get(self.url + "/cdn/shared").json()["version"]
+                self.pairs.append((page.split("<")[0], cached))
+            time.sleep(0.1)
+
+
 def test_the_first_release_is_blue_green_there_is_no_stable_to_compare_with(environment):
     state = run(environment, "v1")
 
@@ -109,12 +139,16 @@ def test_the_first_release_is_blue_green_there_is_no_stable_to_compare_with(envi
 
 def test_a_good_version_is_promoted_step_by_step_and_a_visitor_never_flips(environment):
     visitor = Visitor(environment.url("frontend") + "/")
+    newcomers = Newcomers(environment.url("frontend"))
     url = environment.url("frontend") + "/"
+    assert httpx.get(url + "cdn/shared").json()["version"] == "v1"  # v1's copy in the CDN
     with Wrk(url, connections=10, rate=100, version_pattern=VERSION_IN_PAGE) as load:
         visitor.start()
+        newcomers.start()
         state = run(environment, "v2")
-        visitor.running = False
+        visitor.running = newcomers.running = False
     visitor.join(10)
+    newcomers.join(10)
 
     assert state.is_completed(), state.message
     assert load.result.failed == 0, load.result.summary()
@@ -124,11 +158,15 @@ def test_a_good_version_is_promoted_step_by_step_and_a_visitor_never_flips(envir
     # A visitor kept the version it first got: one change at most, v1 to v2 (the promotion).
     changes = [b for a, b in zip(visitor.seen, visitor.seen[1:], strict=False) if a != b]
     assert changes in ([], ["v2"]), visitor.seen
+    # A newcomer sent to the canary never got the stable's copy of a page the CDN keeps.
+    assert ("v2", "v2") in newcomers.pairs, newcomers.pairs
+    assert ("v2", "v1") not in newcomers.pairs, newcomers.pairs
     rows = {r["step"]: r for r in report_rows(environment.name)}
     for step in STEPS:
         row = rows[f"canary frontend {step['weight']} %"]
         assert "requests" in row["result"] and "stable v1" in row["result"], row
     assert "promote frontend" in rows
+    assert "both versions run on the new schema" in latest_plan(environment.name)
     found = read_events(
         "flowmasters.canary.",
         f"flowmasters.environment.{environment.name}",

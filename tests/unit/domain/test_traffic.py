@@ -99,9 +99,17 @@ class TestBrokenAlready:
 
         assert verdict == Verdict(
             False,
-            "10 5xx of 10 requests so far, more than the bound 1.0% allows over the step's ~300 "
-            "(v3: 10 requests, 10 5xx (100.0%), mean 10 ms)",
+            "error share already above the bound 1.0% for the step: 10 5xx of 10 requests so "
+            "far, of ~300 expected (v3: 10 requests, 10 5xx (100.0%), mean 10 ms)",
         )
+
+    def test_the_stable_versions_numbers_are_beside_the_canarys(self):
+        verdict = broken_already(
+            "v3", Traffic(10, 10, 0.01), BOUNDS, 300, Traffic(90, 0, 0.01), "stable v2"
+        )
+
+        assert verdict is not None
+        assert verdict.reason.endswith("; stable v2: 90 requests, 0 5xx (0.0%), mean 10 ms)")
 
     def test_a_stray_error_waits_for_the_rest_of_the_step(self):
         assert broken_already("v3", Traffic(10, 1, 0.01), BOUNDS, expected_requests=300) is None
