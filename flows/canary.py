@@ -42,10 +42,19 @@ def canary_service(
     undo staged like blue/green's) or aborted (raises ChecksFailed with the bound that broke)."""
     spec = env.spec.service(service).rollout
     bounds = spec.bounds or env.spec.checks.traffic
-    with report.step(f"canary {service}") as row:
-        started = start_canary(env, service, image, version)
-        row.result = started.detail
-        row.changed = f"{version} beside {started.previous.version if started.previous else '?'}"
+    try:
+        with report.step(f"canary {service}") as row:
+            started = start_canary(env, service, image, version)
+            row.result = started.detail
+            row.changed = f"{version} beside {_version(started)}"
+    except BaseException:
+        # Started but not yet judged (HAProxy never saw it healthy, ...): out of rotation, so
+        # no user meets it; the start's own failure is what the release reports.
+        try:
+            abort_canary(env, service)
+        except Exception as exc:
+            get_run_logger().error(f"the canary of {service} could not be taken out: {exc}")
+        raise
     canary = Canary(env, service, version, _version(started), spec, bounds, versions, report)
     try:
         canary.probe_before_users()
@@ -283,10 +292,11 @@ def _numbers(traffic: Traffic | None) -> dict[str, Any] | None:
 def canaries_of(env: Environment, changed: list[str], live: dict[str, Any]) -> list[str]:
     """The services this release moves by canary: those that declare it, change, and have a
     version live to compare with (a first release is blue/green: nothing to compare with)."""
+    services = {s.name: s for s in env.spec.services}  # `changed` names migrator images too
     return [
         name
         for name in changed
-        if env.spec.service(name).rollout.canary and live.get(name) is not None
+        if name in services and services[name].rollout.canary and live.get(name) is not None
     ]
 
 
@@ -294,7 +304,8 @@ def refuse_unsupported(env: Environment, canaries: list[str]) -> None:
     """Before anything changes: a target without canaries of its own refuses them."""
     if canaries and not hasattr(env.connect(), "start_canary"):
         raise ReleaseError(
-            f"{', '.join(canaries)} declare a canary rollout, which the {env.connect().name} "
+            f"{', '.join(canaries)} {'declares' if len(canaries) == 1 else 'declare'} a canary "
+            f"rollout, which the {env.connect().name} "
             "target does not run yet: set `rollout: {strategy: blue-green}` for them in this "
             "environment's description"
         )

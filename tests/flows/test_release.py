@@ -10,9 +10,11 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from prefect.variables import Variable
 
+from blocks.environment_block import FlowmastersEnvironment
 from domain.errors import ReleaseError, TransientError
 from domain.records import ReleaseRecord
 from domain.results import InfrastructureChange
+from domain.rollout import RolloutSpec
 from flows import events
 from flows.release import release
 from tasks.caching import STEP_CACHE, ResultModels
@@ -407,3 +409,29 @@ def test_after_the_result_models_change_the_cached_steps_run_again(
         "push:backend",
         "push:frontend",
     ]
+
+
+def test_a_canary_on_a_target_without_one_is_refused_before_anything_changes(
+    fake, emitted, source, served
+):
+    release("flowtest", "v1", code(source, "v1"))  # a stable version to compare a canary with
+    block = FlowmastersEnvironment.load("flowtest")
+    canary = RolloutSpec(strategy="canary")
+    block.services = [
+        s.model_copy(update={"rollout": canary}) if s.name == "frontend" else s
+        for s in block.services
+    ]
+    block.save("flowtest", overwrite=True)
+    fake.calls.clear()
+    try:
+        state = release("flowtest", "v2", code(source, "v2"), return_state=True)
+    finally:
+        save_environment(served)
+
+    assert state.is_failed()
+    assert "frontend declares a canary rollout, which the fake target does not run yet" in (
+        state.message or ""
+    )
+    assert "rollout: {strategy: blue-green}" in (state.message or "")
+    assert not [c for c in fake.calls if c.startswith(("build", "push", "deploy", "migrate"))]
+    assert record_of("flowtest").version == "v1"
