@@ -88,13 +88,15 @@ def window_mean(
     return max(0.0, (after - before * kept) / (1 - kept))
 
 
-def traffic_between(before: Reading, after: Reading) -> Traffic | None:
-    """What one server answered between two readings; None when its counters went back (HAProxy
-    restarted or reloaded in between, and the window's numbers are lost)."""
+def traffic_between(before: Reading, after: Reading) -> Traffic:
+    """What one server answered between two readings. When its counters went back (HAProxy was
+    reloaded in between: its new process counts from zero, and its average starts from zero),
+    what it answered since the reload: the part of the window before it is lost."""
     classes = set(before.answers) | set(after.answers)
     delta = {c: after.answers.get(c, 0) - before.answers.get(c, 0) for c in classes}
     if any(d < 0 for d in delta.values()):
-        return None
+        before = Reading(before.at, {}, 0.0)
+        delta = dict(after.answers)
     requests = round(sum(delta.values()))
     errors = round(delta.get("5xx", 0))
     return Traffic(requests, errors, window_mean(before.mean_seconds, after.mean_seconds, requests))

@@ -66,6 +66,30 @@ def canary_cookie(environment: str, service: str) -> str:
     return f"fm_{environment}_{service}".replace("-", "_")
 
 
+@dataclass(frozen=True)
+class Canary:
+    """A running canary of one service: its slot, its weight and the stable's."""
+
+    slot: int
+    weight: int
+    stable_weight: int
+
+
+def running_canary(states: Mapping[tuple[str, str], ServerState], backend: str) -> Canary | None:
+    """The backend's canary, read from HAProxy: both slots in rotation (neither draining nor in
+    maintenance), the canary's weight even (`canary_weights`); None otherwise."""
+    found = {}
+    for slot in SLOTS:
+        state = states.get((backend, server_name(slot)))
+        if not in_rotation(state) or state.status.startswith("DRAIN"):
+            return None
+        found[slot] = state.weight
+    canary = [slot for slot, weight in found.items() if weight % 2 == 0]
+    if len(canary) != 1:
+        return None
+    return Canary(canary[0], found[canary[0]], found[1 - canary[0]])
+
+
 def canary_weights(percent: int) -> tuple[int, int]:
     """HAProxy weights (canary, stable) for `percent` of new users on the canary (within 0.5 %).
     The canary's weight is even and the stable's odd, as every live server's is (the default
@@ -149,6 +173,7 @@ def render_config(
     live: Mapping[str, int | None],
     live_map: str | None = None,
     cdn: bool = False,
+    canaries: Mapping[str, Canary] | None = None,
 ) -> str:
     """The environment's HAProxy config; `live` names each service's live slot (None: none yet).
 
@@ -161,7 +186,11 @@ def render_config(
     With `cdn`, the public frontend sends each request through the host's CDN (`be_cdn`, which
     scripts/stack.sh declares) and names for it the service's backend and live version and
     slot; the CDN comes back through the host's origin frontend (`fe_origin`) to the service's
-    backend. Without it, the frontend goes straight to the backend (a host without a CDN)."""
+    backend. Without it, the frontend goes straight to the backend (a host without a CDN).
+
+    `canaries`: the services whose canary runs, with both slots' weights, so that a reload (of
+    another environment, on the same host) keeps each canary as it is."""
+    canaries = canaries or {}
     lines = [f"# Managed by flowmasters for environment '{environment}'; releases rewrite it."]
     for route in routes:
         be = backend_name(environment, route.service)
@@ -211,9 +240,14 @@ def render_config(
                 f'    http-response add-header Set-Cookie "{cookie}=%[srv_name]; Path=/; HttpOnly; '
                 'SameSite=Lax" if { var(txn.fm_canary) -m str 1 } !{ var(txn.fm_cookie) -m found }',
             ]
+        canary = canaries.get(route.service)
         for slot, port in zip(SLOTS, route.slot_ports, strict=True):
-            disabled = "" if live.get(route.service) == slot else " disabled"
-            lines.append(f"    server {server_name(slot)} 127.0.0.1:{port} {CHECK}{disabled}")
+            if canary is not None:
+                weight = canary.weight if slot == canary.slot else canary.stable_weight
+                state = f" weight {weight}"
+            else:
+                state = "" if live.get(route.service) == slot else " disabled"
+            lines.append(f"    server {server_name(slot)} 127.0.0.1:{port} {CHECK}{state}")
     return "\n".join(lines) + "\n"
 
 
@@ -222,6 +256,7 @@ def render_map(
     routes: Sequence[ServiceRoute],
     live: Mapping[str, int | None],
     versions: Mapping[str, str | None],
+    canaries: Mapping[str, Canary] | None = None,
 ) -> str:
     """The environment's live map: per service, its live slot and version (`none` before the
     first release). The CDN keys pages by the version, so one version's pages never answer for
@@ -233,7 +268,7 @@ def render_map(
         slot = live.get(route.service)
         lines.append(f"{be}.slot {server_name(slot) if slot is not None else 'none'}")
         lines.append(f"{be}.version {versions.get(route.service) or 'none'}")
-        lines.append(f"{be}.canary 0")
+        lines.append(f"{be}.canary {1 if route.service in (canaries or {}) else 0}")
     return "\n".join(lines) + "\n"
 
 

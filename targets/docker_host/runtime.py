@@ -199,7 +199,11 @@ class DockerHostRuntime(migrations.OneOffMigrations):
         and whether a canary runs."""
         return proxy.map_path(self.block.proxy_config_dir, self.env.name)
 
-    def _proxy_config(self, live: dict[str, int | None] | None = None) -> str:
+    def _proxy_config(
+        self,
+        live: dict[str, int | None] | None = None,
+        canaries: dict[str, proxy.Canary] | None = None,
+    ) -> str:
         live = self._live_slots() if live is None else live
         return proxy.render_config(
             self.env.name,
@@ -207,14 +211,23 @@ class DockerHostRuntime(migrations.OneOffMigrations):
             live,
             live_map=self._map_path(),
             cdn=self.block.cdn is not None,
+            canaries=canaries,
         )
 
-    def _proxy_map(self, live: dict[str, int | None]) -> str:
+    def _canaries(
+        self, states: dict[tuple[str, str], proxy.ServerState]
+    ) -> dict[str, proxy.Canary]:
+        found = {n: proxy.running_canary(states, self._backend(n)) for n in self.routes}
+        return {name: canary for name, canary in found.items() if canary is not None}
+
+    def _proxy_map(
+        self, live: dict[str, int | None], canaries: dict[str, proxy.Canary] | None = None
+    ) -> str:
         versions = {}
         for name, slot in live.items():
             revision = self._revision_on(name, slot)
             versions[name] = revision.version if revision else None
-        return proxy.render_map(self.env.name, list(self.routes.values()), live, versions)
+        return proxy.render_map(self.env.name, list(self.routes.values()), live, versions, canaries)
 
     def _ports(self) -> str:
         return ", ".join(f"{n} on 127.0.0.1:{r.public_port}" for n, r in self.routes.items())
@@ -256,12 +269,17 @@ class DockerHostRuntime(migrations.OneOffMigrations):
     def _write_proxy_config(self) -> bool:
         """The environment's HAProxy file with each service's live slot, and its live map first
         (the config names it); True when the config changed (the map changes at runtime)."""
-        live = self._live_slots()
+        states = self.admin.states()
+        live = {name: proxy.live_slot(states, self._backend(name)) for name in self.routes}
+        canaries = self._canaries(states)
         proxy.write_config(
-            self.block.proxy_config_dir, self.env.name, self._proxy_map(live), suffix=".map"
+            self.block.proxy_config_dir,
+            self.env.name,
+            self._proxy_map(live, canaries),
+            suffix=".map",
         )
         return proxy.write_config(
-            self.block.proxy_config_dir, self.env.name, self._proxy_config(live)
+            self.block.proxy_config_dir, self.env.name, self._proxy_config(live, canaries)
         )
 
     def _publish_live(self, service: str, slot: int, version: str) -> None:
@@ -502,6 +520,7 @@ class DockerHostRuntime(migrations.OneOffMigrations):
                     f"{key[1]} of {backend} is UP", lambda s: proxy.is_serving(s[key].status), 30
                 )
                 self.admin.set_map(self._map_path(), f"{backend}.canary", "1")
+                self._write_proxy_config()  # a reload (another environment's) keeps it
             container.reload()
             current = self._revision(container)
         return DeployResult(
@@ -523,8 +542,10 @@ class DockerHostRuntime(migrations.OneOffMigrations):
         """`percent` of new users to the canary, the rest to the stable, at once (no reload)."""
         backend, canary, stable = self._canary_slots(service)
         canary_weight, stable_weight = proxy.canary_weights(percent)
-        self.admin.set_weight(backend, canary, canary_weight)
-        self.admin.set_weight(backend, stable, stable_weight)
+        with proxy.config_lock(self.block.proxy_config_dir):
+            self.admin.set_weight(backend, canary, canary_weight)
+            self.admin.set_weight(backend, stable, stable_weight)
+            self._write_proxy_config()
         return f"{percent} % of new users to slot{canary}, {100 - percent} % to slot{stable}"
 
     def abort_canary(self, service: str) -> str:
@@ -543,7 +564,8 @@ class DockerHostRuntime(migrations.OneOffMigrations):
                 self.admin.set_weight(backend, canary, 0)
                 self.admin.set_weight(backend, stable, 1)
             except (ReleaseError, TransientError) as exc:
-                return f"{done} (its weights were left as they were: {exc})"
+                done += f" (its weights were left as they were: {exc})"
+            self._write_proxy_config()
         return done
 
     def slot_url(self, service: str, role: str) -> str:
@@ -555,8 +577,9 @@ class DockerHostRuntime(migrations.OneOffMigrations):
     def traffic(self, service: str, role: str, start: float, end: float) -> Traffic | None:
         """What reached `service`'s `role` slot ("live": the stable during a canary, else the
         new version; "beside": the canary, or the previous version a release keeps) between
-        `start` and `end` (epoch seconds). None when HAProxy's counters went back meanwhile.
-        Raises `metrics.MetricsUnavailable` without a metrics source."""
+        `start` and `end` (epoch seconds); after a reload of HAProxy in the window, since the
+        reload. None when the service has no live slot. Raises `metrics.MetricsUnavailable`
+        without a metrics source."""
         if not self.block.prometheus_url:
             raise metrics.MetricsUnavailable(
                 "this Docker host names no metrics source (the target's `metrics: {prometheus: "

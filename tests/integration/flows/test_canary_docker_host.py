@@ -34,7 +34,8 @@ from prefect.client.schemas.sorting import ArtifactSort
 from deployments.register import register_environment
 from flows import events
 from flows.release import release
-from testbed.scratch import create_environment, new_code, remove_environment
+from targets.docker_host import proxy
+from testbed.scratch import create_environment, new_code, remove_environment, stack_dir
 from testbed.wrk import Wrk
 from tests.integration.conftest import TestEnvironment, read_events
 from tests.support import stack
@@ -137,18 +138,32 @@ def test_the_first_release_is_blue_green_there_is_no_stable_to_compare_with(envi
     assert not [r for r in report_rows(environment.name) if r["step"].startswith("canary")]
 
 
+def reload_haproxy_in_the_middle_of(environment: TestEnvironment, version: str) -> None:
+    """What another environment's provisioning does on the same host, in the canary's first
+    step: HAProxy reloads (its new process reads every environment's file)."""
+    stack.wait_for_container(environment.name, "frontend", version, timeout=120)
+    time.sleep(8)  # past the probes before any user, into the first step
+    conf = stack_dir() / "haproxy" / "conf.d"
+    with proxy.config_lock(str(conf)):
+        proxy.reload(str(conf), str(stack_dir() / "pids" / "haproxy.pid"))
+
+
 def test_a_good_version_is_promoted_step_by_step_and_a_visitor_never_flips(environment):
+    """With a reload of HAProxy in its first step: the canary keeps its weights and its users."""
     visitor = Visitor(environment.url("frontend") + "/")
+    reloader = threading.Thread(target=reload_haproxy_in_the_middle_of, args=(environment, "v2"))
     newcomers = Newcomers(environment.url("frontend"))
     url = environment.url("frontend") + "/"
     assert httpx.get(url + "cdn/shared").json()["version"] == "v1"  # v1's copy in the CDN
     with Wrk(url, connections=10, rate=100, version_pattern=VERSION_IN_PAGE) as load:
         visitor.start()
         newcomers.start()
+        reloader.start()
         state = run(environment, "v2")
         visitor.running = newcomers.running = False
     visitor.join(10)
     newcomers.join(10)
+    reloader.join(10)
 
     assert state.is_completed(), state.message
     assert load.result.failed == 0, load.result.summary()

@@ -7,6 +7,7 @@ import pytest
 
 from domain.errors import ReleaseError, TransientError
 from targets.docker_host.proxy import (
+    Canary,
     HaproxyAdmin,
     ServerState,
     ServiceRoute,
@@ -21,6 +22,7 @@ from targets.docker_host.proxy import (
     public_port,
     render_config,
     render_map,
+    running_canary,
     squatted_slots,
 )
 
@@ -101,6 +103,38 @@ class TestRenderConfig:
             'HttpOnly; SameSite=Lax" if { var(txn.fm_canary) -m str 1 } '
             "!{ var(txn.fm_cookie) -m found }",
         ]
+
+    def test_a_running_canary_is_written_with_its_weights_so_a_reload_keeps_it(self):
+        route = ServiceRoute("frontend", 8080, (9100, 9101), "/api/health")
+        canary = Canary(slot=1, weight=20, stable_weight=181)
+
+        text = render_config(
+            "prod", [route], {"frontend": 0}, "/x/prod.map", canaries={"frontend": canary}
+        )
+        live_map = render_map(
+            "prod", [route], {"frontend": 0}, {"frontend": "v1"}, {"frontend": canary}
+        )
+
+        assert text.splitlines()[-2:] == [
+            "    server slot0 127.0.0.1:9100 check inter 2s fastinter 500ms downinter 1s fall 3 rise 1 weight 181",
+            "    server slot1 127.0.0.1:9101 check inter 2s fastinter 500ms downinter 1s fall 3 rise 1 weight 20",
+        ]
+        assert "be_prod_frontend.canary 1" in live_map.splitlines()
+
+    def test_a_canary_is_read_from_haproxys_state(self):
+        backend = "be_prod_frontend"
+
+        def states(slot0: tuple[str, int], slot1: tuple[str, int]):
+            return {
+                (backend, "slot0"): ServerState(slot0[0], 0, slot0[1]),
+                (backend, "slot1"): ServerState(slot1[0], 0, slot1[1]),
+            }
+
+        assert running_canary(states(("UP", 181), ("UP", 20)), backend) == Canary(1, 20, 181)
+        assert running_canary(states(("UP", 1), ("DOWN", 0)), backend) == Canary(1, 0, 1)
+        assert running_canary(states(("UP", 1), ("MAINT", 0)), backend) is None  # aborted
+        assert running_canary(states(("UP", 1), ("UP", 1)), backend) is None  # mid-switch
+        assert running_canary(states(("DRAIN", 181), ("UP", 1)), backend) is None  # promoted
 
     def test_canary_weights_give_the_share_asked_and_tell_the_stable_apart(self):
         assert canary_weights(10) == (20, 181)
