@@ -36,10 +36,18 @@ class TrafficBounds(Frozen):
         description="Most mean response time allowed, as a multiple of the compared version's.",
     )
     min_latency_increase_seconds: float = Field(
-        default=0.05,
+        default=0.1,
         ge=0,
-        description="A slower mean breaks the ratio only when it is also this much slower: a "
-        "few milliseconds on a busy machine are noise, not a regression.",
+        description="A slower mean breaks the ratio only when it is also this much slower: tens "
+        "of milliseconds on a busy machine (a new container's first answers) are noise, not a "
+        "regression.",
+    )
+    min_latency_requests: int = Field(
+        default=200,
+        ge=1,
+        description="Fewest answers of each version to compare their latencies: HAProxy's "
+        "average moves in whole milliseconds, so the mean taken out of it over fewer answers "
+        "is off by more than 5 ms.",
     )
     min_requests: int = Field(
         default=50, ge=1, description="Fewest answers a version needs to be judged by traffic."
@@ -166,7 +174,7 @@ def judge_traffic(
         )
     if (
         compared is not None
-        and compared.requests >= bounds.min_requests
+        and min(new.requests, compared.requests) >= bounds.min_latency_requests
         and new.latency_seconds is not None
         and compared.latency_seconds is not None
     ):

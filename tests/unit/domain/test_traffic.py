@@ -61,14 +61,20 @@ class TestJudgeTraffic:
         )
 
     def test_a_canary_300_ms_slower_breaks_the_latency_bound(self):
-        verdict = judge_traffic("v2", Traffic(100, 0, 0.320), Traffic(900, 0, 0.020), BOUNDS, "v1")
+        verdict = judge_traffic("v2", Traffic(250, 0, 0.320), Traffic(900, 0, 0.020), BOUNDS, "v1")
 
         assert verdict.passed is False
         assert verdict.reason.startswith("mean latency 320 ms above 1.5 x v1's 20 ms")
 
-    def test_a_few_milliseconds_slower_on_a_fast_app_is_noise(self):
-        # 3 ms against 1 ms is 3 x, and 2 ms: a busy machine does that.
-        verdict = judge_traffic("v2", Traffic(100, 0, 0.003), Traffic(900, 0, 0.001), BOUNDS)
+    def test_tens_of_milliseconds_slower_on_a_busy_machine_is_noise(self):
+        # Seen in CI: a new container's first answers at 97 ms against the stable's 24 ms.
+        verdict = judge_traffic("v2", Traffic(250, 0, 0.097), Traffic(900, 0, 0.024), BOUNDS)
+
+        assert verdict.passed is True
+
+    def test_latencies_are_compared_only_past_their_own_minimum_of_answers(self):
+        # 100 answers: HAProxy's whole-millisecond average leaves the mean off by about 10 ms.
+        verdict = judge_traffic("v2", Traffic(100, 0, 0.320), Traffic(900, 0, 0.020), BOUNDS)
 
         assert verdict.passed is True
 
