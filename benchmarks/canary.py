@@ -30,12 +30,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-from prefect.client.schemas.sorting import ArtifactSort
-
 from deployments.register import register_environment
 from flows.release import release
+from testbed.reports import step_rows
 from testbed.scratch import create_environment, new_code, remove_environment
 from testbed.wrk import Wrk
 
@@ -65,16 +62,7 @@ def with_rollout(description: dict[str, Any], rollout: dict[str, Any] | None) ->
 
 
 def rows(environment: str) -> dict[str, dict[str, Any]]:
-    with get_client(sync_client=True) as client:
-        (table,) = client.read_artifacts(
-            artifact_filter=ArtifactFilter(
-                key=ArtifactFilterKey(any_=[f"release-steps-{environment}"])
-            ),
-            sort=ArtifactSort.CREATED_DESC,
-            limit=1,
-        )
-    data = json.loads(table.data) if isinstance(table.data, str) else table.data
-    return {row["step"]: row for row in data}
+    return {row["step"]: row for row in step_rows(environment)}
 
 
 def released(

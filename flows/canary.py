@@ -302,10 +302,11 @@ def canaries_of(env: Environment, changed: list[str], live: dict[str, Any]) -> l
 
 def refuse_unsupported(env: Environment, canaries: list[str]) -> None:
     """Before anything changes: a target without canaries of its own refuses them."""
-    if canaries and not hasattr(env.connect(), "start_canary"):
+    target = env.connect() if canaries else None
+    if target is not None and not hasattr(target, "start_canary"):
         raise ReleaseError(
             f"{', '.join(canaries)} {'declares' if len(canaries) == 1 else 'declare'} a canary "
-            f"rollout, which the {env.connect().name} "
+            f"rollout, which the {target.name} "
             "target does not run yet: set `rollout: {strategy: blue-green}` for them in this "
             "environment's description"
         )

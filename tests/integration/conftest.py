@@ -7,7 +7,6 @@ repositories and HAProxy frontends. Everything it makes carries its name and is 
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Iterator
@@ -21,15 +20,14 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     ArtifactFilter,
-    ArtifactFilterKey,
     FlowRunFilter,
     FlowRunFilterId,
 )
-from prefect.client.schemas.sorting import ArtifactSort
 from prefect.variables import Variable
 
 from domain.records import ReleaseRecord
 from tasks.records import variable_name
+from testbed.reports import step_rows
 from testbed.scratch import create_environment, remove_environment
 
 REPO = Path(__file__).resolve().parents[2]
@@ -132,7 +130,6 @@ def read_events(prefix: str, resource_id: str, expect: str, timeout: float = 20)
 def run_texts(flow_run_ids: list[Any]) -> list[str]:
     """Every log message and artifact body the server holds for these flow runs."""
     from prefect.client.schemas.filters import (
-        ArtifactFilter,
         ArtifactFilterFlowRunId,
         LogFilter,
         LogFilterFlowRunId,
@@ -158,13 +155,4 @@ def run_texts(flow_run_ids: list[Any]) -> list[str]:
 
 def edge_row(environment: str, kind: str = "release") -> str:
     """The edge step's row of the environment's latest release (or rollback) report."""
-    with get_client(sync_client=True) as client:
-        (table,) = client.read_artifacts(
-            artifact_filter=ArtifactFilter(
-                key=ArtifactFilterKey(any_=[f"{kind}-steps-{environment}"])
-            ),
-            sort=ArtifactSort.CREATED_DESC,
-            limit=1,
-        )
-    rows = json.loads(table.data) if isinstance(table.data, str) else table.data
-    return next(row["result"] for row in rows if row["step"] == "edge")
+    return next(row["result"] for row in step_rows(environment, kind) if row["step"] == "edge")

@@ -12,7 +12,6 @@ minutes (benchmarks/canary.py measures with longer ones).
 from __future__ import annotations
 
 import copy
-import json
 import os
 import threading
 import time
@@ -24,17 +23,15 @@ import pytest
 from playwright.sync_api import Page, expect
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
-    ArtifactFilter,
-    ArtifactFilterKey,
     FlowFilter,
     FlowFilterName,
 )
-from prefect.client.schemas.sorting import ArtifactSort
 
 from deployments.register import register_environment
 from flows import events
 from flows.release import release
 from targets.docker_host import proxy
+from testbed.reports import latest_artifact, step_rows
 from testbed.scratch import create_environment, new_code, remove_environment, stack_dir
 from testbed.wrk import Wrk
 from tests.integration.conftest import TestEnvironment, read_events
@@ -78,27 +75,11 @@ def version_now(env: TestEnvironment) -> str:
 
 
 def report_rows(environment: str) -> list[dict[str, str]]:
-    with get_client(sync_client=True) as client:
-        (table,) = client.read_artifacts(
-            artifact_filter=ArtifactFilter(
-                key=ArtifactFilterKey(any_=[f"release-steps-{environment}"])
-            ),
-            sort=ArtifactSort.CREATED_DESC,
-            limit=1,
-        )
-    return json.loads(table.data) if isinstance(table.data, str) else table.data
+    return step_rows(environment)
 
 
 def latest_plan(environment: str) -> str:
-    with get_client(sync_client=True) as client:
-        (plan,) = client.read_artifacts(
-            artifact_filter=ArtifactFilter(
-                key=ArtifactFilterKey(any_=[f"release-plan-{environment}"])
-            ),
-            sort=ArtifactSort.CREATED_DESC,
-            limit=1,
-        )
-    return str(plan.data)
+    return str(latest_artifact(f"release-plan-{environment}"))
 
 
 class Visitor(threading.Thread):
